@@ -1,0 +1,50 @@
+"""The verdict on a call to lightningd's native ``sendcustommsg``.
+
+lightningd does not check that ``msg`` is hex (``param_bin_from_hex`` tests the
+out-pointer instead of the result, common/json_param.c), nor its length. Invalid
+hex, an empty message and a multiple of 65536 bytes all reach connectd as an empty
+message, which trips an assertion there and takes the whole node down; longer
+messages are silently truncated to their length mod 65536 (a u16 on the
+lightningd->connectd wire). So the guard refuses exactly those, and lets
+everything else through untouched: internal types and unknown peers get
+lightningd's own errors, even types keep native behaviour, and chanbackup's and
+commando's calls, which are always well formed, are never in the way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import CustomMsgError
+from .wire import decode_message_hex, parse_node_id
+
+_MISSING = object()
+
+
+def _param(params: Any, name: str, position: int) -> Any:
+    if isinstance(params, dict):
+        return params.get(name, _MISSING)
+    if isinstance(params, list):
+        return params[position] if position < len(params) else _MISSING
+    return _MISSING
+
+
+def check_native_call(params: Any) -> CustomMsgError | None:
+    """``None`` to let the call through, or the error to answer it with.
+
+    ``params`` is the request's ``params`` as the rpc_command hook passes it: an
+    object from pyln and ``lightning-cli -k``, a positional array from plain
+    ``lightning-cli sendcustommsg ID HEX``. A missing parameter is left to
+    lightningd, which reports it properly.
+    """
+    node_id = _param(params, "node_id", 0)
+    msg = _param(params, "msg", 1)
+    try:
+        if node_id is not _MISSING:
+            parse_node_id(node_id)
+        if msg is not _MISSING:
+            decode_message_hex(msg)
+    except CustomMsgError as refusal:
+        refusal.data = {**refusal.data, "refused_by": "custommsg guard"}
+        return refusal
+    return None

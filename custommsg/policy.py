@@ -1,0 +1,136 @@
+"""Receive policy: which message types the inbox keeps, and how fast a peer may fill it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .errors import INVALID_PARAMETER, ValidationError
+from .wire import CUSTOM_RANGE, INTERNAL_TYPES
+
+MAX_TYPE = 65535
+
+
+class TypeSelection:
+    """A set of message types, written as numbers and inclusive ranges ("40000-40999").
+
+    The default is BOLT #1's custom range, 32768-65535: it leaves out peer storage
+    (7, 9) and commando (19533, 19535, 22859, 22861), whose frames carry runes.
+    """
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]):
+        merged: list[tuple[int, int]] = []
+        for low, high in sorted(ranges):
+            if merged and low <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        self.ranges: tuple[tuple[int, int], ...] = tuple(merged)
+
+    @classmethod
+    def default(cls) -> TypeSelection:
+        return cls([(CUSTOM_RANGE.start, CUSTOM_RANGE.stop - 1)])
+
+    @classmethod
+    def parse(cls, specs: Iterable[str | int]) -> TypeSelection:
+        """Parse the values of the repeatable option ``custommsg-type``."""
+        ranges = [parse_type_spec(spec) for spec in specs]
+        return cls(ranges) if ranges else cls.default()
+
+    def __contains__(self, msg_type: object) -> bool:
+        return isinstance(msg_type, int) and any(lo <= msg_type <= hi for lo, hi in self.ranges)
+
+    def describe(self) -> list[str]:
+        return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TypeSelection) and self.ranges == other.ranges
+
+    def __repr__(self) -> str:
+        return f"TypeSelection({self.describe()})"
+
+
+def parse_type_spec(spec: str | int) -> tuple[int, int]:
+    """``"40000"`` -> (40000, 40000); ``"40000-40999"`` -> (40000, 40999)."""
+    text = str(spec).strip()
+    low_text, sep, high_text = text.partition("-")
+    try:
+        low = int(low_text, 10)
+        high = int(high_text, 10) if sep else low
+    except ValueError:
+        raise _bad_type_spec(text, "not a number or a range like 40000-40999") from None
+    if not (0 <= low <= MAX_TYPE and 0 <= high <= MAX_TYPE):
+        raise _bad_type_spec(text, f"types are 0 to {MAX_TYPE}")
+    if low > high:
+        raise _bad_type_spec(text, "the range is empty (its start is above its end)")
+    if low == high and low in INTERNAL_TYPES:
+        raise _bad_type_spec(text, f"type {low} ({INTERNAL_TYPES[low]}) never reaches plugins")
+    return low, high
+
+
+def _bad_type_spec(text: str, why: str) -> ValidationError:
+    return ValidationError(
+        INVALID_PARAMETER, f"custommsg-type {text!r}: {why}", {"option": "custommsg-type", "value": text}
+    )
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    limited: bool = False  # inside an over-limit episode
+    dropped_in_episode: int = 0
+
+
+@dataclass
+class RateVerdict:
+    allowed: bool
+    # Set on the first drop of an episode, and on the first message allowed after one:
+    # the moments worth one log line each.
+    episode_started: bool = False
+    episode_ended_after: int | None = None
+
+
+@dataclass
+class PeerRateLimiter:
+    """A token bucket per peer: ``rate`` messages a second, up to ``burst`` at once.
+
+    The clock is injected so tests step time instead of sleeping. A bucket that has
+    refilled completely carries no information and is forgotten, so memory follows
+    the number of recently active peers, not the traffic.
+    """
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def check(self, peer_id: str) -> RateVerdict:
+        now = self.clock()
+        bucket = self._buckets.get(peer_id)
+        if bucket is None:
+            bucket = self._buckets[peer_id] = _Bucket(tokens=self.burst, updated=now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            verdict = RateVerdict(True)
+            if bucket.limited:
+                verdict.episode_ended_after = bucket.dropped_in_episode
+                bucket.limited, bucket.dropped_in_episode = False, 0
+            return verdict
+        verdict = RateVerdict(False, episode_started=not bucket.limited)
+        bucket.limited = True
+        bucket.dropped_in_episode += 1
+        return verdict
+
+    def forget_idle(self) -> None:
+        now = self.clock()
+        for peer_id, bucket in list(self._buckets.items()):
+            if not bucket.limited and bucket.tokens + (now - bucket.updated) * self.rate >= self.burst:
+                del self._buckets[peer_id]
+
+    def __len__(self) -> int:
+        return len(self._buckets)

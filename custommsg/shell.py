@@ -1,0 +1,739 @@
+"""The plugin shell: binds lightningd's RPC methods, hooks and notifications to the core.
+
+Threads, and why:
+
+* pyln's main loop reads lightningd's requests one at a time. It runs every hook
+  and every quick method, so the custommsg hook is answered without waiting on
+  anything slow.
+* One *sender* thread makes every call to native ``sendcustommsg``, over one
+  long-lived RPC connection. It must not be the main thread: our own
+  ``rpc_command`` guard sees our calls, and lightningd waits for the main loop to
+  answer it (cln-facts §5: a synchronous call from the main thread deadlocks). One
+  thread also keeps each peer's messages in order.
+* One *timer* thread ends waits and requests at their deadline and marks expired
+  outbox entries.
+
+Methods answer through :meth:`CustomMsgPlugin._method`, which turns a
+:class:`CustomMsgError` into a JSON-RPC error with its code and ``data``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import queue
+import re
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from pyln.client import Plugin
+from pyln.client.plugin import Request, RequestState
+
+from . import __version__, errors
+from .errors import CustomMsgError, PeerError, StorageError, ValidationError
+from .guard import check_native_call
+from .outbox import Outbox
+from .paging import U64_MAX, parse_page, parse_uint
+from .policy import PeerRateLimiter, TypeSelection
+from .rpc import PersistentRpc, RpcError
+from .store import COUNTER_NAMES, OUTBOX_STATUSES, Store, StoredMessage
+from .waiters import Waiter, WaiterRegistry
+from .wire import INTERNAL_TYPES, Message, check_send_request, decode_hex, parse_node_id
+
+MIN_CLN_VERSION = (25, 12)  # custommsg and rpc_command hook filters (CLN PR #8677)
+STORED_TOPIC = "custommsg_stored"
+DEFAULT_REQUEST_TIMEOUT = 60.0
+SWEEP_INTERVAL = 1.0
+
+# lightningd passes the custommsg hook every message type it does not handle
+# itself; filters are read from the manifest, before a plugin learns its options,
+# so the hook is registered for all of them and custommsg-type is applied here.
+FORWARDED_TYPES = [t for t in range(65536) if t not in INTERNAL_TYPES]
+
+PENDING = object()  # a method's return value: "I will answer this request later"
+
+
+def parse_version(version: str) -> tuple[int, int] | None:
+    """``v26.06-258-g090f4b0e6`` -> (26, 6); ``None`` when it names no release."""
+    match = re.match(r"v?(\d+)\.(\d+)", version or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def answer_error(request: Request, error: CustomMsgError) -> None:
+    """Fail ``request`` with ``error``'s code, message and data.
+
+    pyln's ``set_exception`` has no room for ``data``, so this writes the JSON-RPC
+    error itself, through the same locked writer.
+    """
+    if request.state != RequestState.PENDING:
+        return
+    request._write_result({"jsonrpc": "2.0", "id": request.id, "error": error.to_json()})
+    request.state = RequestState.FAILED
+    request.termination_tb = "".join(traceback.format_stack()[:-1])
+
+
+def answer(request: Request, result: Any) -> None:
+    if request.state == RequestState.PENDING:
+        request.set_result(result)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(errors.INVALID_PARAMETER, f"{name} must be true or false", {"param": name})
+    return value
+
+
+def _seconds(value: Any, name: str, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise ValidationError(
+            errors.INVALID_PARAMETER,
+            f"{name} must be a number of seconds {'>= 0' if allow_zero else '> 0'}",
+            {"param": name},
+        )
+    return float(value)
+
+
+def _msg_type(value: Any, name: str = "type") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValidationError(errors.INVALID_PARAMETER, f"{name} must be an integer from 0 to 65535", {"param": name})
+    return value
+
+
+def native_error(exc: RpcError, peer_id: str) -> CustomMsgError:
+    """Map an error of native sendcustommsg (connect_control.c) to our codes."""
+    message = str(exc.error.get("message", ""))
+    data = {"peer_id": peer_id, "native": exc.error}
+    if "No such peer" in message:
+        return PeerError(errors.PEER_UNKNOWN, f"unknown peer {peer_id}", data)
+    if "not connected" in message:
+        return PeerError(errors.PEER_NOT_CONNECTED, f"peer {peer_id} is not connected", data)
+    if "Cannot send messages of type" in message:
+        return ValidationError(errors.TYPE_INTERNAL, message, data)
+    return CustomMsgError(errors.SEND_FAILED, f"sendcustommsg failed: {message}", data)
+
+
+class CustomMsgPlugin:
+    def __init__(self, plugin: Plugin):
+        self.plugin = plugin
+        self.ready = False
+        self.guard_enabled = True
+        self.own_id: str | None = None
+        self.connected: set[str] = set()
+        self.types = TypeSelection.default()
+        self.inbox_max = 100000
+        self.store: Store | None = None
+        self.outbox: Outbox | None = None
+        self.limiter = PeerRateLimiter(rate=100.0, burst=1000.0)
+        self.waiters = WaiterRegistry()
+        self.session: Counter[tuple[str, int, str]] = Counter()
+        self.started_at = time.time()
+        self.malformed = 0
+        self._storage_failing = False
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._register()
+
+    # -- registration ---------------------------------------------------------
+
+    def _register(self) -> None:
+        p = self.plugin
+        p.add_option("custommsg-guard", True, "Refuse malformed calls to native sendcustommsg", opt_type="bool")
+        p.add_option(
+            "custommsg-type",
+            None,
+            "Message type (N) or range (N-M) to keep in the inbox; repeatable. Default: 32768-65535",
+            opt_type="string",
+            multi=True,
+        )
+        p.add_option("custommsg-db", "", "Inbox database file. Default: <lightning-dir>/custommsg/custommsg.sqlite3")
+        p.add_option("custommsg-inbox-max", 100000, "Messages kept in the inbox; the oldest go first", opt_type="int")
+        p.add_option("custommsg-peer-rate", "100", "Messages per second one peer may add to the inbox")
+        p.add_option("custommsg-peer-burst", 1000, "Messages one peer may add at once above its rate", opt_type="int")
+        p.add_option("custommsg-outbox-max", 1000, "Queued messages per peer in the outbox", opt_type="int")
+        p.add_notification_topic(STORED_TOPIC)
+
+        p.add_hook("custommsg", self.on_custommsg, filters=FORWARDED_TYPES)
+        p.add_hook("rpc_command", self.on_rpc_command, filters=["sendcustommsg"])
+        p.add_subscription("connect", self.on_connect)
+        p.add_subscription("disconnect", self.on_disconnect)
+        p.add_subscription("shutdown", self.on_shutdown)
+        p.init()(self.on_init)
+
+        for name, func in (
+            ("custommsg-send", self.send),
+            ("custommsg-list", self.list),
+            ("custommsg-wait", self.wait),
+            ("custommsg-delete", self.delete),
+            ("custommsg-stats", self.stats),
+            ("custommsg-outbox", self.list_outbox),
+            ("custommsg-cancel", self.cancel),
+            ("custommsg-request", self.request),
+        ):
+            p.add_method(name, self._method(func), background=True)
+
+    def _method(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Register ``func`` so that its errors carry our codes and data.
+
+        Every method is "background" for pyln, and answered here at once unless it
+        returns PENDING (then it answers later, from another thread or a waiter).
+        """
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def handler(*args: Any, **kwargs: Any) -> None:
+            request = signature.bind(*args, **kwargs).arguments["request"]
+            try:
+                if not self.ready:
+                    raise CustomMsgError(errors.STORAGE_ERROR, "custommsg is not initialized")
+                result = func(*args, **kwargs)
+            except CustomMsgError as exc:
+                answer_error(request, exc)
+            except Exception as exc:  # a bug: say so, and keep serving
+                self.plugin.log(f"{request.method} failed: {traceback.format_exc()}", level="warn")
+                answer_error(request, CustomMsgError(-32600, f"Error while processing {request.method}: {exc}"))
+            else:
+                if result is not PENDING:
+                    answer(request, result)
+
+        handler.__signature__ = signature  # type: ignore[attr-defined]  # pyln binds by it
+        return handler
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def on_init(self, options: dict[str, Any], configuration: dict[str, Any], plugin: Plugin, **kwargs: Any) -> Any:
+        info = plugin.rpc.getinfo()
+        version = parse_version(str(info.get("version", "")))
+        if version is not None and version < MIN_CLN_VERSION:
+            return {
+                "disable": f"custommsg needs Core Lightning v{MIN_CLN_VERSION[0]}.{MIN_CLN_VERSION[1]} or newer "
+                f"(hook filters); this node runs {info.get('version')}"
+            }
+        try:
+            self._configure(options, configuration)
+        except CustomMsgError as exc:
+            return {"disable": exc.message}
+        self.own_id = info["id"]
+        self.rpc_path = os.path.join(configuration["lightning-dir"], configuration["rpc-file"])
+        for peer in plugin.rpc.listpeers()["peers"]:
+            if peer.get("connected"):
+                self.connected.add(peer["id"])
+        threading.Thread(target=self._sender_loop, name="custommsg-sender", daemon=True).start()
+        threading.Thread(target=self._timer_loop, name="custommsg-timer", daemon=True).start()
+        self.ready = True
+        assert self.outbox is not None
+        for peer_id in self.store.peers_with_queued() if self.store else []:
+            if peer_id in self.connected:
+                self._jobs.put(functools.partial(self._deliver, peer_id))
+        plugin.log(
+            f"custommsg {__version__}: inbox {self.store.path if self.store else '?'} "
+            f"({self.store.inbox_count if self.store else 0} messages), types {','.join(self.types.describe())}, "
+            f"guard {'on' if self.guard_enabled else 'off'}"
+        )
+        return None
+
+    def _configure(self, options: dict[str, Any], configuration: dict[str, Any]) -> None:
+        self.guard_enabled = bool(options.get("custommsg-guard", True))
+        self.types = TypeSelection.parse(options.get("custommsg-type") or [])
+        self.inbox_max = self._positive_option(options, "custommsg-inbox-max")
+        try:
+            rate = float(options["custommsg-peer-rate"])
+        except (TypeError, ValueError):
+            rate = -1
+        if not rate > 0:
+            raise ValidationError(
+                errors.INVALID_PARAMETER, "custommsg-peer-rate must be a number of messages per second above 0"
+            )
+        burst = self._positive_option(options, "custommsg-peer-burst")
+        self.limiter = PeerRateLimiter(rate=rate, burst=float(burst))
+        path = options.get("custommsg-db") or os.path.join(
+            configuration["lightning-dir"], "custommsg", "custommsg.sqlite3"
+        )
+        if not os.path.isabs(path):  # relative to lightningd's working directory, as CLN's own paths
+            path = os.path.join(configuration["lightning-dir"], path)
+        self.store = Store(path)
+        self.outbox = Outbox(self.store, self._positive_option(options, "custommsg-outbox-max"))
+
+    @staticmethod
+    def _positive_option(options: dict[str, Any], name: str) -> int:
+        value = options.get(name)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValidationError(errors.INVALID_PARAMETER, f"{name} must be a whole number above 0")
+        return value
+
+    def on_shutdown(self, plugin: Plugin, **kwargs: Any) -> None:
+        self._stopping.set()
+        self._jobs.put(None)
+        if self.store is not None:
+            self.store.close()
+        sys.exit(0)
+
+    # -- peers ----------------------------------------------------------------
+
+    @staticmethod
+    def _peer_of(notification: Any, kwargs: dict[str, Any]) -> str | None:
+        # v24.05+: {"connect": {"id": ...}}; older: {"id": ...} at the top.
+        if isinstance(notification, dict):
+            return notification.get("id")
+        return kwargs.get("id")
+
+    def on_connect(self, plugin: Plugin, connect: Any = None, **kwargs: Any) -> None:
+        peer_id = self._peer_of(connect, kwargs)
+        if peer_id is None:
+            return
+        self.connected.add(peer_id)
+        if self.ready and self.outbox is not None and self.outbox.has_queued(peer_id):
+            self._jobs.put(functools.partial(self._deliver, peer_id))
+
+    def on_disconnect(self, plugin: Plugin, disconnect: Any = None, **kwargs: Any) -> None:
+        peer_id = self._peer_of(disconnect, kwargs)
+        if peer_id is None:
+            return
+        self.connected.discard(peer_id)
+        self.waiters.fail(lambda w: w.exclusive and w.peer_id == peer_id, "disconnected")
+
+    # -- the sender thread ----------------------------------------------------
+
+    def _sender_loop(self) -> None:
+        self.sender_rpc = PersistentRpc(self.rpc_path)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                self.plugin.log(f"custommsg sender: {traceback.format_exc()}", level="warn")
+
+    def _native_send(self, peer_id: str, payload: bytes) -> None:
+        """Hand one message to lightningd (sender thread only)."""
+        try:
+            self.sender_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": payload.hex()})
+        except RpcError as exc:
+            error = native_error(exc, peer_id)
+            if isinstance(error, PeerError):
+                self.connected.discard(peer_id)
+            raise error from None
+        except OSError as exc:
+            raise CustomMsgError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}") from exc
+        self._count(peer_id, int.from_bytes(payload[:2], "big"), "sent")
+
+    def _check_peer(self, peer_id: str) -> None:
+        """Our connection state said no: ask lightningd, which also tells unknown from offline."""
+        peers = self.sender_rpc.call("listpeers", {"id": peer_id})["peers"]
+        if not peers:
+            raise PeerError(errors.PEER_UNKNOWN, f"unknown peer {peer_id}: not connected and no channel", {"peer_id": peer_id})
+        if not peers[0].get("connected"):
+            raise PeerError(
+                errors.PEER_NOT_CONNECTED,
+                f"peer {peer_id} is known (it has a channel) but not connected",
+                {"peer_id": peer_id},
+            )
+        self.connected.add(peer_id)
+
+    def _deliver(self, peer_id: str) -> None:
+        assert self.outbox is not None
+        report = self.outbox.deliver(peer_id, self._native_send)
+        for entry in report.failed:
+            self.plugin.log(f"outbox {entry.id} to {peer_id} failed: {entry.reason}", level="warn")
+        if report.sent or report.expired:
+            self.plugin.log(
+                f"outbox: {len(report.sent)} sent, {len(report.expired)} expired for {peer_id}"
+                + (" (interrupted by a disconnect)" if report.interrupted else ""),
+                level="debug",
+            )
+
+    # -- the timer thread -----------------------------------------------------
+
+    def _timer_loop(self) -> None:
+        next_sweep = 0.0
+        while not self._stopping.is_set():
+            with self.waiters.changed:
+                deadline = self.waiters.next_deadline()
+                now = self.waiters.clock()
+                timeout = SWEEP_INTERVAL if deadline is None else min(SWEEP_INTERVAL, max(0.0, deadline - now))
+                if timeout > 0:
+                    self.waiters.changed.wait(timeout)
+            try:
+                self.waiters.expire()
+                if time.monotonic() >= next_sweep and self.outbox is not None:
+                    next_sweep = time.monotonic() + SWEEP_INTERVAL
+                    for entry in self.outbox.expire_due():
+                        self.plugin.log(f"outbox {entry.id} to {entry.peer_id} expired", level="info")
+            except Exception:
+                self.plugin.log(f"custommsg timer: {traceback.format_exc()}", level="warn")
+
+    # -- counters -------------------------------------------------------------
+
+    def _count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
+        self.session[(peer_id, msg_type, name)] += n
+        if self.store is not None:
+            self.store.count(peer_id, msg_type, name, n)
+
+    # -- hooks ----------------------------------------------------------------
+
+    def on_custommsg(self, plugin: Plugin, peer_id: str = "", payload: str = "", **kwargs: Any) -> dict[str, str]:
+        # lightningd exits on any answer but this one (connect_control.c:
+        # custommsg_cb), so every path returns it, whatever happened.
+        try:
+            self._receive(peer_id, payload)
+        except Exception:
+            plugin.log(f"custommsg hook: {traceback.format_exc()}", level="warn")
+        return {"result": "continue"}
+
+    def _receive(self, peer_id: str, payload_hex: str) -> None:
+        if not self.ready or self.store is None:
+            return
+        try:
+            raw = bytes.fromhex(payload_hex)
+        except (TypeError, ValueError):
+            raw = b""
+        if len(raw) < 2:
+            self.malformed += 1
+            self.plugin.log(f"ignoring a malformed message from {peer_id}: {payload_hex[:20]!r}", level="debug")
+            return
+        msg_type = int.from_bytes(raw[:2], "big")
+        if msg_type not in self.types:
+            return
+        self._count(peer_id, msg_type, "received")
+        verdict = self.limiter.check(peer_id)
+        if verdict.episode_ended_after is not None:
+            self.plugin.log(
+                f"peer {peer_id} is back under the rate limit; {verdict.episode_ended_after} messages were dropped",
+                level="info",
+            )
+        if not verdict.allowed:
+            self._count(peer_id, msg_type, "dropped_rate")
+            if verdict.episode_started:
+                self.plugin.log(
+                    f"peer {peer_id} is over the rate limit ({self.limiter.rate:g}/s, burst "
+                    f"{self.limiter.burst:g}): dropping its messages until it slows down",
+                    level="info",
+                )
+            return
+        try:
+            message, dropped = self.store.add_message(peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max)
+        except StorageError as exc:
+            self._count(peer_id, msg_type, "dropped_storage")
+            if not self._storage_failing:
+                self._storage_failing = True
+                self.plugin.log(f"cannot store messages: {exc.message}", level="broken")
+            return
+        if self._storage_failing:
+            self._storage_failing = False
+            self.plugin.log("storing messages again", level="info")
+        self._count(peer_id, msg_type, "stored")
+        for old_peer, old_type in dropped:
+            self.session[(old_peer, old_type, "dropped_retention")] += 1
+        if len(self.limiter) > 1000:
+            self.limiter.forget_idle()
+        entry = message.to_json()
+        self.plugin.notify(STORED_TOPIC, entry)
+        self.waiters.offer(message)
+
+    def on_rpc_command(self, plugin: Plugin, rpc_command: Any = None, **kwargs: Any) -> dict[str, Any]:
+        if not self.guard_enabled or not isinstance(rpc_command, dict):
+            return {"result": "continue"}
+        try:
+            refusal = check_native_call(rpc_command.get("params"))
+        except Exception:
+            # Fail closed: a bug here must not let a node-killing call through.
+            plugin.log(f"sendcustommsg guard: {traceback.format_exc()}", level="broken")
+            refusal = CustomMsgError(-32600, "custommsg guard failed to check this call; refusing it")
+        if refusal is None:
+            return {"result": "continue"}
+        return {"return": {"error": refusal.to_json()}}
+
+    # -- methods --------------------------------------------------------------
+
+    def send(
+        self,
+        request: Request,
+        node_id: Any,
+        msg: Any,
+        allow_even: Any = False,
+        queue: Any = False,
+        ttl: Any = None,
+    ) -> Any:
+        """Send a custom message to a peer, after checking everything lightningd does not.
+
+        {msg} is hex: a 2-byte big-endian type then the body, as for sendcustommsg.
+        With {queue}, a message to a peer that is not connected waits in the outbox
+        until it connects (for at most {ttl} seconds, if given).
+        """
+        peer_id, message = check_send_request(node_id, msg, self.own_id, _bool(allow_even, "allow_even"))
+        queued = _bool(queue, "queue")
+        ttl_seconds = None if ttl is None else _seconds(ttl, "ttl")
+        if ttl_seconds is not None and not queued:
+            raise ValidationError(errors.INVALID_PARAMETER, "ttl only applies with queue=true", {"param": "ttl"})
+        assert self.outbox is not None
+        outbox = self.outbox
+        if queued and (peer_id not in self.connected or outbox.has_queued(peer_id)):
+            # Behind the messages already waiting, so the peer gets them in order.
+            entry = outbox.enqueue(peer_id, message, ttl_seconds)
+            if peer_id in self.connected:
+                self._jobs.put(functools.partial(self._deliver, peer_id))
+            return self._send_result("queued", peer_id, message, entry.id)
+
+        def job() -> None:
+            try:
+                if peer_id not in self.connected:
+                    self._check_peer(peer_id)
+                self._native_send(peer_id, message.serialize())
+            except PeerError as exc:
+                if queued:
+                    entry = outbox.enqueue(peer_id, message, ttl_seconds)
+                    answer(request, self._send_result("queued", peer_id, message, entry.id))
+                else:
+                    answer_error(request, exc)
+            except CustomMsgError as exc:
+                answer_error(request, exc)
+            else:
+                answer(request, self._send_result("sent", peer_id, message))
+
+        self._jobs.put(self._guarded(request, job))
+        return PENDING
+
+    def _guarded(self, request: Request, job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except Exception as exc:
+                self.plugin.log(f"{request.method}: {traceback.format_exc()}", level="warn")
+                answer_error(request, CustomMsgError(-32600, f"Error while processing {request.method}: {exc}"))
+
+        return run
+
+    @staticmethod
+    def _send_result(status: str, peer_id: str, message: Message, outbox_id: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = {"status": status, "peer_id": peer_id, "type": message.type, "length": len(message)}
+        if outbox_id is not None:
+            result["id"] = outbox_id
+        return result
+
+    def list(
+        self,
+        request: Request,
+        peer_id: Any = None,
+        type: Any = None,
+        index: Any = None,
+        start: Any = None,
+        limit: Any = None,
+    ) -> Any:
+        """List stored messages, oldest first; paginate with {index}=created, {start} and {limit}."""
+        assert self.store is not None
+        page = parse_page(index, start, limit)
+        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
+        msg_type = None if type is None else _msg_type(type)
+        return {"messages": [m.to_json() for m in self.store.list_messages(peer, msg_type, page)]}
+
+    def wait(
+        self, request: Request, nextvalue: Any, peer_id: Any = None, type: Any = None, timeout: Any = None
+    ) -> Any:
+        """Wait for the first stored message with created_index >= {nextvalue} (matching {peer_id}, {type}).
+
+        Returns at once if one is stored; with {timeout} (seconds), fails when none comes in time.
+        """
+        assert self.store is not None
+        start = parse_uint("nextvalue", nextvalue, U64_MAX)
+        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
+        msg_type = None if type is None else _msg_type(type)
+        seconds = None if timeout is None else _seconds(timeout, "timeout", allow_zero=True)
+        found = self.store.first_message(start, peer, msg_type)
+        if found is not None:
+            return found.to_json()
+        if seconds == 0:
+            raise self._wait_timeout(start, 0)
+
+        def on_fail(reason: str) -> None:
+            answer_error(request, self._wait_timeout(start, seconds or 0))
+
+        self.waiters.add(
+            Waiter(
+                min_index=start,
+                on_message=lambda m: answer(request, m.to_json()),
+                on_fail=on_fail,
+                peer_id=peer,
+                type=msg_type,
+                deadline=None if seconds is None else self.waiters.clock() + seconds,
+            )
+        )
+        return PENDING
+
+    @staticmethod
+    def _wait_timeout(start: int, seconds: float) -> CustomMsgError:
+        return CustomMsgError(
+            errors.WAIT_TIMEOUT,
+            f"no message with created_index >= {start} arrived within {seconds:g} seconds",
+            {"nextvalue": start, "timeout": seconds},
+        )
+
+    def delete(self, request: Request, created_index: Any = None, up_to: Any = None) -> Any:
+        """Delete one stored message ({created_index}), or every message up to and including {up_to}."""
+        assert self.store is not None
+        if (created_index is None) == (up_to is None):
+            raise ValidationError(
+                errors.INVALID_PARAMETER, "give exactly one of created_index and up_to", {"param": "created_index"}
+            )
+        if created_index is not None:
+            index = parse_uint("created_index", created_index, U64_MAX)
+            if self.store.delete_messages(created_index=index) == 0:
+                raise CustomMsgError(
+                    errors.MESSAGE_NOT_FOUND, f"no stored message with created_index {index}", {"created_index": index}
+                )
+            return {"deleted": 1}
+        return {"deleted": self.store.delete_messages(up_to=parse_uint("up_to", up_to, U64_MAX))}
+
+    def stats(self, request: Request, peer_id: Any = None, type: Any = None) -> Any:
+        """Messages sent, received, stored and dropped, per peer and type: this session and in total."""
+        assert self.store is not None
+        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
+        msg_type = None if type is None else _msg_type(type)
+        totals = self.store.counters(peer, msg_type)
+        session: dict[tuple[str, int], Counter[str]] = {}
+        for (p, t, name), count in self.session.items():
+            if (peer is None or p == peer) and (msg_type is None or t == msg_type):
+                session.setdefault((p, t), Counter())[name] += count
+
+        def shape(counts: Counter[str]) -> dict[str, Any]:
+            return {
+                "sent": counts["sent"],
+                "received": counts["received"],
+                "stored": counts["stored"],
+                "dropped": {
+                    "rate": counts["dropped_rate"],
+                    "retention": counts["dropped_retention"],
+                    "storage": counts["dropped_storage"],
+                },
+            }
+
+        rows = [
+            {"peer_id": p, "type": t, "session": shape(session.get((p, t), Counter())), "total": shape(totals.get((p, t), Counter()))}
+            for p, t in sorted(set(totals) | set(session))
+        ]
+        sum_session: Counter[str] = Counter()
+        sum_total: Counter[str] = Counter()
+        for counts in session.values():
+            sum_session.update(counts)
+        for counts in totals.values():
+            sum_total.update(counts)
+        assert set(COUNTER_NAMES) >= set(sum_total) | set(sum_session)
+        return {
+            "started_at": round(self.started_at, 3),
+            "inbox_count": self.store.inbox_count,
+            "malformed": self.malformed,
+            "session": shape(sum_session),
+            "total": shape(sum_total),
+            "peers": rows,
+        }
+
+    def list_outbox(
+        self,
+        request: Request,
+        peer_id: Any = None,
+        status: Any = None,
+        index: Any = None,
+        start: Any = None,
+        limit: Any = None,
+    ) -> Any:
+        """List outbox entries: queued, sent, expired, cancelled or failed; paginate like listforwards."""
+        assert self.store is not None
+        page = parse_page(index, start, limit, ("created", "updated"))
+        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
+        if status is not None and status not in OUTBOX_STATUSES:
+            raise ValidationError(
+                errors.INVALID_PARAMETER, f"status must be one of {', '.join(OUTBOX_STATUSES)}", {"param": "status"}
+            )
+        return {"outbox": [e.to_json() for e in self.store.list_outbox(peer, status, page)]}
+
+    def cancel(self, request: Request, id: Any) -> Any:
+        """Cancel a queued outbox message by its {id}."""
+        assert self.outbox is not None
+        return self.outbox.cancel(parse_uint("id", id, U64_MAX)).to_json()
+
+    def request(
+        self,
+        request: Request,
+        node_id: Any,
+        msg: Any,
+        reply_type: Any,
+        reply_prefix: Any = None,
+        timeout: Any = None,
+        allow_even: Any = False,
+    ) -> Any:
+        """Send {msg} and return the peer's first reply of type {reply_type} whose body starts with {reply_prefix}.
+
+        Fails after {timeout} seconds (default 60), or at once if the peer disconnects.
+        """
+        assert self.store is not None
+        peer_id, message = check_send_request(node_id, msg, self.own_id, _bool(allow_even, "allow_even"))
+        wanted = _msg_type(reply_type, "reply_type")
+        if wanted not in self.types:
+            raise ValidationError(
+                errors.REPLY_TYPE_NOT_RECEIVED,
+                f"reply_type {wanted} is not kept in the inbox (custommsg-type is {','.join(self.types.describe())}), "
+                "so a reply could never be seen",
+                {"reply_type": wanted},
+            )
+        prefix = b"" if reply_prefix is None else decode_hex(reply_prefix, "reply_prefix")
+        seconds = DEFAULT_REQUEST_TIMEOUT if timeout is None else _seconds(timeout, "timeout")
+        sent = {"peer_id": peer_id, "type": message.type, "length": len(message)}
+
+        def on_reply(reply: StoredMessage) -> None:
+            answer(request, {"request": sent, "reply": reply.to_json()})
+
+        def on_fail(reason: str) -> None:
+            if reason == "timeout":
+                error = CustomMsgError(
+                    errors.REQUEST_TIMEOUT,
+                    f"no reply of type {wanted} from {peer_id} within {seconds:g} seconds",
+                    {"peer_id": peer_id, "reply_type": wanted, "timeout": seconds},
+                )
+            else:
+                error = PeerError(
+                    errors.REQUEST_PEER_DISCONNECTED,
+                    f"peer {peer_id} disconnected before replying",
+                    {"peer_id": peer_id, "reply_type": wanted},
+                )
+            answer_error(request, error)
+
+        # Parked before the send, from the main thread, which also runs the hook:
+        # no reply can slip in between the send and the wait.
+        waiter = self.waiters.add(
+            Waiter(
+                min_index=self.store.last_index() + 1,
+                on_message=on_reply,
+                on_fail=on_fail,
+                peer_id=peer_id,
+                type=wanted,
+                body_prefix=prefix,
+                deadline=self.waiters.clock() + seconds,
+                exclusive=True,
+            )
+        )
+
+        def job() -> None:
+            try:
+                if peer_id not in self.connected:
+                    self._check_peer(peer_id)
+                self._native_send(peer_id, message.serialize())
+            except CustomMsgError as exc:
+                if self.waiters.remove(waiter):
+                    answer_error(request, exc)
+
+        self._jobs.put(self._guarded(request, job))
+        return PENDING
+
+
+def build_plugin(**plugin_args: Any) -> Plugin:
+    """The Plugin with every method, hook and option registered; nothing runs until ``run()``."""
+    plugin = Plugin(**plugin_args)
+    CustomMsgPlugin(plugin)
+    return plugin

@@ -1,0 +1,421 @@
+"""Durable state in one SQLite file: the inbox, the outbox and the counters.
+
+WAL mode with ``synchronous=NORMAL``: a committed transaction survives the plugin
+or lightningd being killed (only a power loss may take the last few). Every query
+the RPCs make is served by an index, so their cost does not grow with the inbox.
+The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` brings any
+older file up to date, one step at a time, each in its own transaction.
+
+One connection is shared by the plugin's threads behind one lock; SQLite's own
+locking covers other processes (a reader with the ``sqlite3`` shell, say).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import StorageError
+from .paging import Page
+
+MIGRATIONS: Sequence[str] = (
+    # 1: the inbox and its counters
+    """
+    CREATE TABLE inbox (
+        created_index INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_id BLOB NOT NULL,
+        type INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX inbox_by_peer ON inbox (peer_id, created_index);
+    CREATE INDEX inbox_by_type ON inbox (type, created_index);
+    CREATE INDEX inbox_by_peer_type ON inbox (peer_id, type, created_index);
+    CREATE TABLE counters (
+        peer_id BLOB NOT NULL,
+        type INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (peer_id, type, name)
+    ) WITHOUT ROWID;
+    """,
+    # 2: the outbox
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_id BLOB NOT NULL,
+        type INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        sent_at REAL,
+        expires_at REAL,
+        updated_index INTEGER
+    );
+    CREATE INDEX outbox_by_peer_status ON outbox (peer_id, status, id);
+    CREATE INDEX outbox_by_status_expiry ON outbox (status, expires_at);
+    CREATE UNIQUE INDEX outbox_by_updated ON outbox (updated_index);
+    CREATE TABLE vars (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# What the counters count, per peer and type.
+COUNTER_NAMES = ("sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage")
+
+QUEUED, SENT, EXPIRED, CANCELLED, FAILED = "queued", "sent", "expired", "cancelled", "failed"
+OUTBOX_STATUSES = (QUEUED, SENT, EXPIRED, CANCELLED, FAILED)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    created_index: int
+    peer_id: str
+    type: int
+    payload: bytes  # type prefix included, as the hook gives it
+    received_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "created_index": self.created_index,
+            "peer_id": self.peer_id,
+            "type": self.type,
+            "payload": self.payload.hex(),
+            "length": len(self.payload),
+            "received_at": self.received_at,
+        }
+        try:
+            entry["text"] = self.payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        return entry
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    peer_id: str
+    type: int
+    payload: bytes
+    status: str
+    reason: str | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    expires_at: float | None
+    updated_index: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "created_index": self.id,
+            "peer_id": self.peer_id,
+            "type": self.type,
+            "length": len(self.payload),
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        optional = {
+            "updated_index": self.updated_index,
+            "reason": self.reason,
+            "sent_at": self.sent_at,
+            "expires_at": self.expires_at,
+        }
+        entry.update({k: v for k, v in optional.items() if v is not None})
+        return entry
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(row[0], row[1].hex(), row[2], row[3], row[4])
+
+
+def _outbox(row: tuple[Any, ...]) -> OutboxEntry:
+    return OutboxEntry(row[0], row[1].hex(), *row[2:])
+
+
+_OUTBOX_COLUMNS = (
+    "id, peer_id, type, payload, status, reason, created_at, updated_at, sent_at, expires_at, updated_index"
+)
+
+
+class Store:
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.RLock()
+        # Counter increments not yet written: flushed inside the next transaction, so
+        # a write that fails (disk full) loses no count, and counting costs no commit.
+        self._pending: Counter[tuple[str, int, str]] = Counter()
+        try:
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self.inbox_count = self._db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(
+                f"cannot open the custommsg database {path}: {exc}", {"path": path}
+            ) from exc
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path} has schema version {version}, newer than this custommsg "
+                f"understands ({SCHEMA_VERSION}): upgrade the plugin",
+                {"path": self.path},
+            )
+        for number in range(version, SCHEMA_VERSION):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    flushed = self._flush_counters()
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._pending.subtract(flushed)
+                self._pending = +self._pending  # drop the zeros
+            except sqlite3.Error as exc:
+                raise StorageError(
+                    f"custommsg database {self.path}: {exc}", {"path": self.path}
+                ) from exc
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"custommsg database {self.path}: {exc}", {"path": self.path}) from exc
+
+    def _flush_counters(self) -> Counter[tuple[str, int, str]]:
+        flushed = Counter(self._pending)
+        if flushed:
+            self._db.executemany(
+                "INSERT INTO counters (peer_id, type, name, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (peer_id, type, name) DO UPDATE SET count = count + excluded.count",
+                [(bytes.fromhex(p), t, n, c) for (p, t, n), c in flushed.items()],
+            )
+        return flushed
+
+    def count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
+        """Add to a persistent counter; written with the next transaction."""
+        with self._lock:
+            self._pending[(peer_id, msg_type, name)] += n
+
+    def flush(self) -> None:
+        with self._transaction():
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.flush()
+            except StorageError:
+                pass
+            self._db.close()
+
+    # -- inbox ----------------------------------------------------------------
+
+    def add_message(
+        self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int
+    ) -> tuple[StoredMessage, list[tuple[str, int]]]:
+        """Store one message, then drop the oldest beyond ``inbox_max``.
+
+        Returns the stored message and the (peer, type) of each message dropped to
+        make room, for the counters.
+        """
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO inbox (peer_id, type, payload, received_at) VALUES (?, ?, ?, ?)",
+                (bytes.fromhex(peer_id), msg_type, payload, received_at),
+            )
+            created_index = cursor.lastrowid
+            assert created_index is not None
+            count = self.inbox_count + 1
+            dropped: list[tuple[str, int]] = []
+            if count > inbox_max:
+                rows = db.execute(
+                    "DELETE FROM inbox WHERE created_index IN "
+                    "(SELECT created_index FROM inbox ORDER BY created_index LIMIT ?) "
+                    "RETURNING peer_id, type",
+                    (count - inbox_max,),
+                ).fetchall()
+                dropped = [(p.hex(), t) for p, t in rows]
+                count -= len(dropped)
+        self.inbox_count = count
+        for p, t in dropped:
+            self.count(p, t, "dropped_retention")
+        return StoredMessage(created_index, peer_id, msg_type, payload, received_at), dropped
+
+    @staticmethod
+    def _filters(peer_id: str | None, msg_type: int | None) -> tuple[str, list[Any]]:
+        clauses, args = [], []
+        if peer_id is not None:
+            clauses.append("peer_id = ?")
+            args.append(bytes.fromhex(peer_id))
+        if msg_type is not None:
+            clauses.append("type = ?")
+            args.append(msg_type)
+        return " AND ".join(clauses), args
+
+    def list_messages(
+        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = Page("created", 0, None)
+    ) -> list[StoredMessage]:
+        where, args = self._filters(peer_id, msg_type)
+        where = " AND ".join(filter(None, [where, "created_index >= ?"]))
+        limit = -1 if page.limit is None else page.limit
+        rows = self._read(
+            "SELECT created_index, peer_id, type, payload, received_at FROM inbox "
+            f"WHERE {where} ORDER BY created_index LIMIT ?",
+            [*args, page.start, limit],
+        )
+        return [_message(r) for r in rows]
+
+    def first_message(
+        self, min_index: int, peer_id: str | None = None, msg_type: int | None = None
+    ) -> StoredMessage | None:
+        found = self.list_messages(peer_id, msg_type, Page("created", min_index, 1))
+        return found[0] if found else None
+
+    def last_index(self) -> int:
+        """The highest created_index ever given, deleted or not (0 for none)."""
+        rows = self._read("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+        return rows[0][0] if rows else 0
+
+    def delete_messages(self, created_index: int | None = None, up_to: int | None = None) -> int:
+        with self._transaction() as db:
+            if created_index is not None:
+                deleted = db.execute("DELETE FROM inbox WHERE created_index = ?", (created_index,)).rowcount
+            else:
+                deleted = db.execute("DELETE FROM inbox WHERE created_index <= ?", (up_to,)).rowcount
+        self.inbox_count -= deleted
+        return deleted
+
+    def counters(self, peer_id: str | None = None, msg_type: int | None = None) -> dict[tuple[str, int], Counter[str]]:
+        self.flush()
+        where, args = self._filters(peer_id, msg_type)
+        rows = self._read(
+            "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {where}" if where else ""), args
+        )
+        totals: dict[tuple[str, int], Counter[str]] = {}
+        for p, t, name, count in rows:
+            totals.setdefault((p.hex(), t), Counter())[name] = count
+        return totals
+
+    # -- outbox ---------------------------------------------------------------
+
+    def _next_updated_index(self, db: sqlite3.Connection) -> int:
+        row = db.execute(
+            "INSERT INTO vars (name, value) VALUES ('outbox_updated_index', 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def enqueue(
+        self, peer_id: str, msg_type: int, payload: bytes, now: float, expires_at: float | None, per_peer_max: int
+    ) -> OutboxEntry | None:
+        """Queue a message; ``None`` when the peer's queue already holds ``per_peer_max``."""
+        with self._transaction() as db:
+            queued = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE peer_id = ? AND status = ?", (bytes.fromhex(peer_id), QUEUED)
+            ).fetchone()[0]
+            if queued >= per_peer_max:
+                return None
+            cursor = db.execute(
+                "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (bytes.fromhex(peer_id), msg_type, payload, QUEUED, now, now, expires_at),
+            )
+            assert cursor.lastrowid is not None
+            return OutboxEntry(
+                cursor.lastrowid, peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None
+            )
+
+    def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        rows = self._read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
+        return _outbox(rows[0]) if rows else None
+
+    def list_outbox(
+        self, peer_id: str | None = None, status: str | None = None, page: Page = Page("created", 0, None)
+    ) -> list[OutboxEntry]:
+        clauses, args = [], []
+        if peer_id is not None:
+            clauses.append("peer_id = ?")
+            args.append(bytes.fromhex(peer_id))
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        column = "id" if page.index == "created" else "updated_index"
+        clauses.append(f"{column} >= ?")
+        args.append(page.start)
+        limit = -1 if page.limit is None else page.limit
+        rows = self._read(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {' AND '.join(clauses)} ORDER BY {column} LIMIT ?",
+            [*args, limit],
+        )
+        return [_outbox(r) for r in rows]
+
+    def queued_for(self, peer_id: str) -> list[OutboxEntry]:
+        """The peer's queued messages, oldest first (FIFO)."""
+        return self.list_outbox(peer_id, QUEUED)
+
+    def peers_with_queued(self) -> list[str]:
+        rows = self._read("SELECT DISTINCT peer_id FROM outbox WHERE status = ?", (QUEUED,))
+        return [r[0].hex() for r in rows]
+
+    def transition(
+        self, entry_id: int, to_status: str, now: float, reason: str | None = None, from_status: str = QUEUED
+    ) -> OutboxEntry | None:
+        """Move an entry from ``from_status`` to ``to_status``; ``None`` if it was not in it.
+
+        Only queued entries move, so each entry leaves ``queued`` exactly once: a
+        cancelled message is never sent afterwards, a sent one never expires.
+        """
+        with self._transaction() as db:
+            updated_index = self._next_updated_index(db)
+            row = db.execute(
+                "UPDATE outbox SET status = ?, reason = ?, updated_at = ?, updated_index = ?, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                f"WHERE id = ? AND status = ? RETURNING {_OUTBOX_COLUMNS}",
+                (to_status, reason, now, updated_index, to_status, now, entry_id, from_status),
+            ).fetchone()
+            if row is None:
+                # Nothing moved: give the updated_index back so the sequence has no gap.
+                db.execute("UPDATE vars SET value = value - 1 WHERE name = 'outbox_updated_index'")
+                return None
+        return _outbox(row)
+
+    def expired_ids(self, now: float) -> list[int]:
+        rows = self._read(
+            "SELECT id FROM outbox WHERE status = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
+            (QUEUED, now),
+        )
+        return [r[0] for r in rows]

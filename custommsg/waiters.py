@@ -1,0 +1,100 @@
+"""Parked ``custommsg-wait`` and ``custommsg-request`` calls, and what wakes them.
+
+A waiter describes the message it wants (an inbox index to start from, a peer, a
+type, a body prefix). Every stored message is offered to the waiters; a match
+completes the waiter. *Exclusive* waiters (requests) each take a different
+message, first come first served, so concurrent requests to one peer get one reply
+each; plain waits all see the same message. Thread-safe; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import StoredMessage
+
+
+@dataclass(eq=False)
+class Waiter:
+    min_index: int
+    on_message: Callable[[StoredMessage], None]
+    on_fail: Callable[[str], None]
+    peer_id: str | None = None
+    type: int | None = None
+    body_prefix: bytes = b""
+    deadline: float | None = None
+    exclusive: bool = False
+    context: Any = None
+    id: int = field(default=0)
+
+    def matches(self, message: StoredMessage) -> bool:
+        return (
+            message.created_index >= self.min_index
+            and (self.peer_id is None or message.peer_id == self.peer_id)
+            and (self.type is None or message.type == self.type)
+            and message.payload[2:].startswith(self.body_prefix)
+        )
+
+
+class WaiterRegistry:
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._waiters: dict[int, Waiter] = {}
+        self._ids = itertools.count(1)
+        # Wakes the deadline thread when an earlier deadline arrives.
+        self.changed = threading.Condition(self._lock)
+
+    def add(self, waiter: Waiter) -> Waiter:
+        with self._lock:
+            waiter.id = next(self._ids)
+            self._waiters[waiter.id] = waiter
+            self.changed.notify_all()
+        return waiter
+
+    def remove(self, waiter: Waiter) -> bool:
+        with self._lock:
+            return self._waiters.pop(waiter.id, None) is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._waiters)
+
+    def offer(self, message: StoredMessage) -> int:
+        """Complete every waiter this message satisfies; returns how many."""
+        with self._lock:
+            woken: list[Waiter] = []
+            taken = False
+            for waiter in list(self._waiters.values()):  # insertion order: oldest first
+                if waiter.exclusive and taken:
+                    continue
+                if waiter.matches(message):
+                    del self._waiters[waiter.id]
+                    woken.append(waiter)
+                    taken = taken or waiter.exclusive
+        for waiter in woken:
+            waiter.on_message(message)
+        return len(woken)
+
+    def fail(self, predicate: Callable[[Waiter], bool], reason: str) -> int:
+        with self._lock:
+            failed = [w for w in self._waiters.values() if predicate(w)]
+            for waiter in failed:
+                del self._waiters[waiter.id]
+        for waiter in failed:
+            waiter.on_fail(reason)
+        return len(failed)
+
+    def expire(self) -> int:
+        now = self.clock()
+        return self.fail(lambda w: w.deadline is not None and w.deadline <= now, "timeout")
+
+    def next_deadline(self) -> float | None:
+        with self._lock:
+            deadlines = [w.deadline for w in self._waiters.values() if w.deadline is not None]
+        return min(deadlines, default=None)
