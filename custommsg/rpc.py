@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 from typing import Any
 
@@ -36,8 +37,17 @@ class PersistentRpc:
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.path)
         self._buffer = b""
+        if len(os.fsencode(self.path)) < 100:
+            sock.connect(self.path)
+            return sock
+        # A unix socket path is limited to ~107 bytes; reach a deeper one through
+        # its directory's descriptor, as pyln's UnixSocket does.
+        directory = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
+        try:
+            sock.connect(f"/proc/self/fd/{directory}/{os.path.basename(self.path)}")
+        finally:
+            os.close(directory)
         return sock
 
     def close(self) -> None:
