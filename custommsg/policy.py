@@ -86,8 +86,8 @@ class _Bucket:
 @dataclass
 class RateVerdict:
     allowed: bool
-    # Set on the first drop of an episode, and on the first message allowed after one:
-    # the moments worth one log line each.
+    # An episode runs from the first drop until the peer's bucket is full again:
+    # its start and its end are the moments worth one log line each.
     episode_started: bool = False
     episode_ended_after: int | None = None
 
@@ -114,14 +114,16 @@ class PeerRateLimiter:
         else:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens >= 1:
+        verdict = RateVerdict(bucket.tokens >= 1)
+        if bucket.limited and bucket.tokens >= self.burst:
+            # The episode is over only once the peer slowed down long enough to
+            # refill the whole burst; a token trickling in mid-flood does not end it.
+            verdict.episode_ended_after = bucket.dropped_in_episode
+            bucket.limited, bucket.dropped_in_episode = False, 0
+        if verdict.allowed:
             bucket.tokens -= 1
-            verdict = RateVerdict(True)
-            if bucket.limited:
-                verdict.episode_ended_after = bucket.dropped_in_episode
-                bucket.limited, bucket.dropped_in_episode = False, 0
             return verdict
-        verdict = RateVerdict(False, episode_started=not bucket.limited)
+        verdict.episode_started = not bucket.limited
         bucket.limited = True
         bucket.dropped_in_episode += 1
         return verdict

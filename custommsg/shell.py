@@ -629,6 +629,7 @@ class CustomMsgPlugin:
             "started_at": round(self.started_at, 3),
             "inbox_count": self.store.inbox_count,
             "malformed": self.malformed,
+            "waiting": len(self.waiters),
             "session": shape(sum_session),
             "total": shape(sum_total),
             "peers": rows,

@@ -1,0 +1,769 @@
+"""A fake lightningd that runs ``plugin.py`` as a real subprocess and speaks CLN's plugin protocol to it.
+
+What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
+
+* It starts the plugin with pipes for stdin/stdout, ``LIGHTNINGD_PLUGIN=1`` and
+  ``LIGHTNINGD_VERSION`` in the environment and the network directory as working
+  directory (lightningd/plugin.c, lightningd/options.c).
+* Every JSON object it writes to the plugin ends with ``"\\n\\n"`` (pyln-client reads
+  stdin line by line and splits on blank lines). Its own requests have ids like
+  ``cln:getmanifest#0``; a hook called while a command runs gets
+  ``<command id>/cln:rpc_command#N`` (jsonrpc_request_start_, lightningd/jsonrpc.c).
+* ``getmanifest`` carries ``{"allow-deprecated-apis": bool}``; ``init`` carries the
+  plugin's options (only those set or with a default) and ``configuration`` with
+  ``lightning-dir``, ``rpc-file``, ``startup``, ``network`` and ``feature_set``
+  (plugin_populate_init_request). ``{"disable": reason}`` in the answer makes
+  lightningd SIGKILL the plugin (plugin_kill).
+* Notifications: ``{"jsonrpc":"2.0","method":T,"params":{T:{...}}}``, including
+  ``shutdown`` (``{"shutdown":{}}``, notify_plugin_shutdown).
+* The JSON-RPC socket ``<lightning-dir>/lightning-rpc`` serves any number of requests
+  per connection and ends each answer with ``"\\n\\n"``. ``sendcustommsg`` first runs
+  the ``rpc_command`` hook of every plugin that registered it, over that plugin's
+  stdin, and only then executes (parse_request -> plugin_hook_call_rpc_command). So a
+  plugin that called ``sendcustommsg`` from its main loop would hang here exactly as
+  it hangs under lightningd.
+* ``sendcustommsg`` checks, in lightningd's order: node id, ``msg`` present, type not
+  internal, peer known, peer connected (lightningd/connect_control.c). It does *not*
+  check hex or length; a message that would reach connectd empty or truncated (which
+  aborts connectd and the node, cln-facts §1.3) is recorded in :attr:`fatal` so the
+  test fails at teardown.
+
+Nothing here imports the plugin's own code: the expectations are independent of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_PATH = REPO_ROOT / "plugin.py"
+
+CLN_VERSION = "v26.06-258-g090f4b0e6"
+OWN_ID = "02eec7245d6b7d2ccb30380bfbe2a3648cd7a942653f5aa340edcea1f283686619"
+
+# wire/peer_wire.csv minus peer_storage (7) and peer_storage_retrieval (9): the types
+# lightningd refuses to send and never hands to the custommsg hook (cln-facts §2).
+INTERNAL_TYPES = {
+    0: "WIRE_PROTOCOL_BATCH_ELEMENT", 1: "WIRE_WARNING", 2: "WIRE_STFU", 16: "WIRE_INIT", 17: "WIRE_ERROR",
+    18: "WIRE_PING", 19: "WIRE_PONG", 32: "WIRE_OPEN_CHANNEL", 33: "WIRE_ACCEPT_CHANNEL",
+    34: "WIRE_FUNDING_CREATED", 35: "WIRE_FUNDING_SIGNED", 36: "WIRE_CHANNEL_READY", 38: "WIRE_SHUTDOWN",
+    39: "WIRE_CLOSING_SIGNED", 40: "WIRE_CLOSING_COMPLETE", 41: "WIRE_CLOSING_SIG", 64: "WIRE_OPEN_CHANNEL2",
+    65: "WIRE_ACCEPT_CHANNEL2", 66: "WIRE_TX_ADD_INPUT", 67: "WIRE_TX_ADD_OUTPUT", 68: "WIRE_TX_REMOVE_INPUT",
+    69: "WIRE_TX_REMOVE_OUTPUT", 70: "WIRE_TX_COMPLETE", 71: "WIRE_TX_SIGNATURES", 72: "WIRE_TX_INIT_RBF",
+    73: "WIRE_TX_ACK_RBF", 74: "WIRE_TX_ABORT", 77: "WIRE_SPLICE_LOCKED", 80: "WIRE_SPLICE_INIT",
+    81: "WIRE_SPLICE_ACK", 127: "WIRE_START_BATCH", 128: "WIRE_UPDATE_ADD_HTLC", 130: "WIRE_UPDATE_FULFILL_HTLC",
+    131: "WIRE_UPDATE_FAIL_HTLC", 132: "WIRE_COMMITMENT_SIGNED", 133: "WIRE_REVOKE_AND_ACK",
+    134: "WIRE_UPDATE_FEE", 135: "WIRE_UPDATE_FAIL_MALFORMED_HTLC", 136: "WIRE_CHANNEL_REESTABLISH",
+    137: "WIRE_UPDATE_BLOCKHEIGHT", 256: "WIRE_CHANNEL_ANNOUNCEMENT", 257: "WIRE_NODE_ANNOUNCEMENT",
+    258: "WIRE_CHANNEL_UPDATE", 259: "WIRE_ANNOUNCEMENT_SIGNATURES", 261: "WIRE_QUERY_SHORT_CHANNEL_IDS",
+    262: "WIRE_REPLY_SHORT_CHANNEL_IDS_END", 263: "WIRE_QUERY_CHANNEL_RANGE", 264: "WIRE_REPLY_CHANNEL_RANGE",
+    265: "WIRE_GOSSIP_TIMESTAMP_FILTER", 513: "WIRE_ONION_MESSAGE",
+}
+
+# What lightningd v26.06 puts in init's configuration.feature_set (hex per place).
+FEATURE_SET = {
+    "init": "08a0880a8a59a1",
+    "node": "88a0880a8a59a1",
+    "channel": "",
+    "invoice": "02000002024100",
+    "bolt12_offer": "",
+    "bolt12_invreq": "",
+    "bolt12_invoice": "",
+    "channel_type": "",
+}
+
+JSONRPC2_INVALID_REQUEST = -32600
+JSONRPC2_METHOD_NOT_FOUND = -32601
+JSONRPC2_INVALID_PARAMS = -32602
+
+_NODE_ID = re.compile(r"^0[23][0-9a-fA-F]{64}$")
+_HEX = re.compile(r"^[0-9a-fA-F]*$")
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class ProtocolError(AssertionError):
+    """The plugin broke the protocol (bad JSON, an unexpected message, it died)."""
+
+
+class PluginCallError(Exception):
+    """The plugin answered a request with a JSON-RPC error."""
+
+    def __init__(self, method: str, error: dict[str, Any]):
+        super().__init__(f"{method}: {error.get('code')} {error.get('message')}")
+        self.method = method
+        self.error = error
+
+    @property
+    def code(self) -> Any:
+        return self.error.get("code")
+
+    @property
+    def message(self) -> str:
+        return str(self.error.get("message", ""))
+
+    @property
+    def data(self) -> Any:
+        return self.error.get("data")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it is truthy; return its value or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)
+
+
+class PendingCall:
+    """A request sent to the plugin whose answer has not necessarily arrived."""
+
+    def __init__(self, method: str, request_id: str):
+        self.method = method
+        self.id = request_id
+        self.response: dict[str, Any] | None = None
+        self._event = threading.Event()
+        self.sent_at = time.monotonic()
+        self.answered_at: float | None = None
+
+    def _resolve(self, response: dict[str, Any]) -> None:
+        self.response = response
+        self.answered_at = time.monotonic()
+        self._event.set()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait_response(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        if not self._event.wait(timeout):
+            raise AssertionError(f"no answer to {self.method} (id {self.id}) within {timeout}s")
+        assert self.response is not None
+        return self.response
+
+    def result(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """The call's result; raises :class:`PluginCallError` for an error answer."""
+        response = self.wait_response(timeout)
+        if "error" in response:
+            raise PluginCallError(self.method, response["error"])
+        return response["result"]
+
+    def error(self, timeout: float = DEFAULT_TIMEOUT) -> PluginCallError:
+        """The call's error; fails if it succeeded."""
+        response = self.wait_response(timeout)
+        if "error" not in response:
+            raise AssertionError(f"{self.method} succeeded, expected an error: {response.get('result')!r}")
+        return PluginCallError(self.method, response["error"])
+
+
+def node_error(code: int, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+class RpcServer:
+    """lightningd's JSON-RPC unix socket, served by threads."""
+
+    def __init__(self, ld: FakeLightningd, path: str):
+        self.ld = ld
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.connections = 0  # accepted, ever
+        self.requests: list[tuple[int, str, Any]] = []  # (connection number, method, params)
+
+    def start(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.path)
+        self._sock.listen(64)
+        self._stopping = False
+        threading.Thread(target=self._accept_loop, args=(self._sock,), name="fake-rpc-accept", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+        self.drop_connections()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def drop_connections(self) -> None:
+        """Close every open client connection, as a restarting lightningd would."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def _accept_loop(self, sock: socket.socket) -> None:
+        while not self._stopping:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                number = self.connections
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, number), name=f"fake-rpc-{number}", daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        decoder = json.JSONDecoder()
+        buffer = ""
+        raw = b""
+        try:
+            while True:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    return
+                raw += chunk
+                try:
+                    buffer += raw.decode("utf-8")
+                    raw = b""
+                except UnicodeDecodeError:
+                    continue  # a multi-byte character split across reads
+                while True:
+                    buffer = buffer.lstrip()
+                    if not buffer:
+                        break
+                    try:
+                        request, end = decoder.raw_decode(buffer)
+                    except json.JSONDecodeError:
+                        break  # incomplete: read more
+                    buffer = buffer[end:]
+                    answer = self._handle(number, request)
+                    if answer is None:  # told to hang up without answering
+                        conn.close()
+                        return
+                    conn.sendall((json.dumps(answer) + "\n\n").encode())
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+
+    def _handle(self, number: int, request: dict[str, Any]) -> dict[str, Any] | None:
+        request_id = request.get("id")
+        method = request.get("method")
+        params = request.get("params", {})
+        self.requests.append((number, str(method), params))
+        try:
+            outcome = self.ld.handle_rpc(str(method), params, request)
+        except Exception as exc:  # a harness bug: make it visible
+            self.ld.harness_errors.append(f"RPC {method}: {exc!r}")
+            outcome = ("error", node_error(-1, f"fake lightningd failed: {exc!r}"))
+        if outcome is None:
+            return None
+        kind, value = outcome
+        return {"jsonrpc": "2.0", "id": request_id, kind: value}
+
+
+class FakeLightningd:
+    """One fake node: its RPC socket, its peers, and (at most) one running plugin process."""
+
+    def __init__(
+        self,
+        lightning_dir: str | None = None,
+        own_id: str = OWN_ID,
+        version: str = CLN_VERSION,
+        peers: dict[str, dict[str, Any]] | None = None,
+    ):
+        self.own_dir = lightning_dir is None
+        self.lightning_dir = lightning_dir or tempfile.mkdtemp(prefix="cmproto-")
+        self.own_id = own_id
+        self.version = version
+        # {peer id: {"connected": bool}}; what listpeers and sendcustommsg see.
+        self.peers: dict[str, dict[str, Any]] = dict(peers or {})
+        self.sent: list[tuple[str, str]] = []  # (node_id, msg hex) handed to "connectd", in order
+        self.fatal: list[str] = []  # what would have brought the real node down
+        self.harness_errors: list[str] = []
+        self.rpc_command_answers: list[dict[str, Any]] = []  # every rpc_command hook answer
+        self.custommsg_answers: list[Any] = []  # every custommsg hook answer (result or error)
+        self.listpeers_calls: list[Any] = []
+        # (caller's request, hook answer) for each sendcustommsg that ran our rpc_command hook
+        self.send_hooks: list[tuple[dict[str, Any], Any]] = []
+        # Set to an unset Event to hold sendcustommsg calls until it is set.
+        self.send_gate: threading.Event | None = None
+        self.sends_waiting = 0
+        # Hang up on the next N sendcustommsg requests without answering them.
+        self.hangup_sendcustommsg = 0
+        self.rpc = RpcServer(self, os.path.join(self.lightning_dir, "lightning-rpc"))
+        self.rpc.start()
+
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ids = itertools.count()
+        self._write_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._pending: dict[str, PendingCall] = {}
+        self.logs: list[dict[str, Any]] = []
+        self.notifications: list[dict[str, Any]] = []
+        self.unexpected: list[Any] = []
+        self.stderr = b""
+        self.manifest: dict[str, Any] | None = None
+        self.init_result: Any = None
+        self.exits: list[tuple[int | None, bool]] = []  # (returncode, shutdown was sent first)
+        self._shutdown_sent = False
+        self._reaped: set[int] = set()
+        self.allow_log_errors = False  # tracebacks / "broken" logs are failures unless allowed
+
+    # -- the plugin process ----------------------------------------------------
+
+    def launch(self, argv: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "a plugin is already running"
+        environ = dict(os.environ)
+        environ.update({"LIGHTNINGD_PLUGIN": "1", "LIGHTNINGD_VERSION": self.version})
+        environ.update(env or {})
+        self.proc = subprocess.Popen(
+            argv or [sys.executable, str(PLUGIN_PATH)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.lightning_dir,
+            env=environ,
+        )
+        self._shutdown_sent = False
+        threading.Thread(target=self._read_stdout, args=(self.proc,), name="fake-ld-stdout", daemon=True).start()
+        threading.Thread(target=self._read_stderr, args=(self.proc,), name="fake-ld-stderr", daemon=True).start()
+
+    def start(
+        self,
+        options: dict[str, Any] | None = None,
+        startup: bool = True,
+        expect_disable: bool = False,
+        allow_deprecated_apis: bool = False,
+    ) -> Any:
+        """Launch the plugin, then getmanifest and init as lightningd does; returns init's result."""
+        self.launch()
+        self.manifest = self.call("getmanifest", {"allow-deprecated-apis": allow_deprecated_apis}, prefix=None)
+        result = self.call("init", self.init_params(options, startup), prefix=None)
+        self.init_result = result
+        if isinstance(result, dict) and "disable" in result:
+            assert expect_disable, f"the plugin disabled itself: {result['disable']}"
+            self.kill()  # lightningd: plugin_kill(..., "disabled itself at init: ...") = SIGKILL
+        else:
+            assert not expect_disable, f"expected the plugin to disable itself, init answered {result!r}"
+        return result
+
+    def init_params(self, options: dict[str, Any] | None = None, startup: bool = True) -> dict[str, Any]:
+        """init's params: each option as lightningd would pass it (defaults unless overridden)."""
+        assert self.manifest is not None
+        values: dict[str, Any] = {}
+        for option in self.manifest["options"]:
+            if "default" in option:
+                values[option["name"]] = [option["default"]] if option.get("multi") else option["default"]
+        for name, value in (options or {}).items():
+            declared = next((o for o in self.manifest["options"] if o["name"] == name), None)
+            assert declared is not None, f"the plugin declares no option {name}"
+            if declared.get("multi") and not isinstance(value, list):
+                value = [value]
+            values[name] = value
+        return {
+            "options": values,
+            "configuration": {
+                "lightning-dir": self.lightning_dir,
+                "rpc-file": "lightning-rpc",
+                "startup": startup,
+                "network": "regtest",
+                "feature_set": dict(FEATURE_SET),
+            },
+        }
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Send the shutdown notification and wait for the plugin to exit (kill it after ``timeout``)."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            self.notify("shutdown", {"shutdown": {}})
+            self._shutdown_sent = True
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._reap(proc)
+        return proc.returncode
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._shutdown_sent = True  # we ended it: not a crash
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        self._reap(proc)
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.pid in self._reaped:
+            return
+        self._reaped.add(proc.pid)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self.exits.append((proc.returncode, self._shutdown_sent))
+        with self._cond:
+            for pending in list(self._pending.values()):
+                pending._resolve({"error": {"code": -4, "message": "Plugin terminated before replying to RPC call."}})
+            self._pending.clear()
+            self._cond.notify_all()
+
+    def restart(self, options: dict[str, Any] | None = None) -> Any:
+        code = self.stop()
+        assert code == 0, f"plugin exited with {code} at shutdown"
+        return self.start(options)
+
+    # -- reading the plugin's stdout ------------------------------------------
+
+    def _read_stdout(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        decoder = json.JSONDecoder()
+        text = ""
+        raw = b""
+        fd = proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            raw += chunk
+            try:
+                text += raw.decode("utf-8")
+                raw = b""
+            except UnicodeDecodeError:
+                continue
+            while True:
+                text = text.lstrip()
+                if not text:
+                    break
+                try:
+                    obj, end = decoder.raw_decode(text)
+                except json.JSONDecodeError:
+                    if len(text) > 1 and not text.startswith(("{", "[")):
+                        self.unexpected.append(("not JSON", text[:200]))
+                        text = text[text.find("{") :] if "{" in text else ""
+                        continue
+                    break
+                text = text[end:]
+                self._route(obj)
+        if text.strip():
+            self.unexpected.append(("trailing output", text[:200]))
+        # The plugin is gone: nobody will answer what is still pending (lightningd: error -4).
+        with self._cond:
+            if proc is self.proc:
+                for pending in list(self._pending.values()):
+                    pending._resolve(
+                        {"error": {"code": -4, "message": "Plugin terminated before replying to RPC call."}}
+                    )
+                self._pending.clear()
+            self._cond.notify_all()
+
+    def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read1(1 << 16), b""):  # type: ignore[union-attr]
+            self.stderr += chunk
+
+    def _route(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            self.unexpected.append(obj)
+            return
+        if "id" in obj and ("result" in obj or "error" in obj):
+            with self._cond:
+                pending = self._pending.pop(str(obj["id"]), None)
+                if pending is None:
+                    self.unexpected.append(("answer to nothing", obj))
+                else:
+                    pending._resolve(obj)
+                self._cond.notify_all()
+            return
+        if "method" in obj and "id" not in obj:
+            with self._cond:
+                if obj["method"] == "log":
+                    self.logs.append(obj.get("params", {}))
+                else:
+                    self.notifications.append(obj)
+                self._cond.notify_all()
+            return
+        # pyln makes its calls over the RPC socket: a request on stdout is a protocol error.
+        self.unexpected.append(obj)
+
+    # -- talking to the plugin --------------------------------------------------
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.poll() is not None:
+            raise ProtocolError(f"plugin is not running (exit code {proc.returncode if proc else None})")
+        data = (json.dumps(obj) + "\n\n").encode()
+        with self._write_lock:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                raise ProtocolError(f"plugin closed its stdin: {exc}") from exc
+
+    def start_call(self, method: str, params: Any = None, prefix: str | None = "cli") -> PendingCall:
+        """Send a request to the plugin now; wait for the answer later."""
+        n = next(self._ids)
+        request_id = f"cln:{method}#{n}" if prefix is None else f"{prefix}:{method}#{n}/cln:{method}#{n}"
+        return self._send_request(method, params, request_id)
+
+    def _send_request(self, method: str, params: Any, request_id: str) -> PendingCall:
+        pending = PendingCall(method, request_id)
+        with self._cond:
+            self._pending[request_id] = pending
+        self._write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": {} if params is None else params})
+        return pending
+
+    def call(self, method: str, params: Any = None, timeout: float = DEFAULT_TIMEOUT, prefix: str | None = "cli") -> Any:
+        """Send a request and wait for its result; raises :class:`PluginCallError` on an error answer."""
+        return self.start_call(method, params, prefix).result(timeout)
+
+    def call_error(self, method: str, params: Any = None, timeout: float = DEFAULT_TIMEOUT) -> PluginCallError:
+        """Send a request that must fail; returns the error."""
+        return self.start_call(method, params).error(timeout)
+
+    def notify(self, method: str, params: Any) -> None:
+        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+
+    # hooks, as lightningd calls them
+
+    def start_custommsg(self, peer_id: str, payload: str) -> PendingCall:
+        n = next(self._ids)
+        return self._send_request("custommsg", {"payload": payload, "peer_id": peer_id}, f"cln:custommsg#{n}")
+
+    def custommsg(self, peer_id: str, payload: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """A message from ``peer_id`` arrives: the custommsg hook; returns (and records) its answer."""
+        pending = self.start_custommsg(peer_id, payload)
+        response = pending.wait_response(timeout)
+        answer = response.get("result", {"error": response.get("error")})
+        self.custommsg_answers.append(answer)
+        return answer
+
+    def rpc_command(self, params: Any, method: str = "sendcustommsg", caller_id: str = "cli:sendcustommsg#1",
+                    timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """The rpc_command hook, as lightningd calls it for a caller's request."""
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": caller_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        n = next(self._ids)
+        pending = self._send_request("rpc_command", {"rpc_command": request}, f"{caller_id}/cln:rpc_command#{n}")
+        response = pending.wait_response(timeout)
+        answer = response.get("result", {"error": response.get("error")})
+        self.rpc_command_answers.append(answer)
+        return answer
+
+    # peers, as connectd reports them
+
+    def connect_peer(self, peer_id: str, notify: bool = True) -> None:
+        self.peers[peer_id] = {"connected": True}
+        if notify:
+            self.notify(
+                "connect",
+                {"connect": {"id": peer_id, "direction": "in",
+                             "address": {"type": "ipv4", "address": "127.0.0.1", "port": 9735}}},
+            )
+
+    def disconnect_peer(self, peer_id: str, notify: bool = True, forget: bool = False) -> None:
+        if forget:
+            self.peers.pop(peer_id, None)
+        else:
+            self.peers[peer_id] = {"connected": False}
+        if notify:
+            self.notify("disconnect", {"disconnect": {"id": peer_id}})
+
+    # observing
+
+    def wait_notification(self, method: str, predicate: Callable[[dict[str, Any]], bool] = lambda n: True,
+                          timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for n in self.notifications:
+                    if n.get("method") == method and predicate(n):
+                        return n
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {method} notification within {timeout}s")
+                self._cond.wait(left)
+
+    def log_lines(self, contains: str = "") -> list[str]:
+        with self._cond:
+            return [str(entry.get("message", "")) for entry in self.logs if contains in str(entry.get("message", ""))]
+
+    def wait_log(self, contains: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        return wait_for(lambda: (self.log_lines(contains) or [None])[0], timeout)
+
+    def sent_to(self, peer_id: str) -> list[str]:
+        return [msg for node, msg in self.sent if node == peer_id]
+
+    # -- the JSON-RPC socket ------------------------------------------------------
+
+    def handle_rpc(self, method: str, params: Any, request: dict[str, Any]) -> tuple[str, Any] | None:
+        if method == "getinfo":
+            return "result", {
+                "id": self.own_id,
+                "alias": "FAKELIGHTNINGD",
+                "color": "02eec7",
+                "num_peers": sum(1 for p in self.peers.values() if p.get("connected")),
+                "num_pending_channels": 0,
+                "num_active_channels": 0,
+                "num_inactive_channels": 0,
+                "address": [],
+                "binding": [],
+                "version": self.version,
+                "blockheight": 101,
+                "network": "regtest",
+                "fees_collected_msat": 0,
+                "lightning-dir": self.lightning_dir,
+                "our_features": {"init": FEATURE_SET["init"], "node": FEATURE_SET["node"],
+                                 "channel": "", "invoice": FEATURE_SET["invoice"]},
+            }
+        if method == "listpeers":
+            wanted = params.get("id") if isinstance(params, dict) else (params[0] if params else None)
+            self.listpeers_calls.append(wanted)
+            return "result", {
+                "peers": [
+                    {"id": pid, "connected": bool(info.get("connected")), "num_channels": 0, "features": ""}
+                    for pid, info in self.peers.items()
+                    if wanted is None or pid == wanted
+                ]
+            }
+        if method == "sendcustommsg":
+            return self._sendcustommsg(params, request)
+        return "error", node_error(JSONRPC2_METHOD_NOT_FOUND, f"Unknown command '{method}'")
+
+    def _sendcustommsg(self, params: Any, request: dict[str, Any]) -> tuple[str, Any] | None:
+        gate = self.send_gate
+        if gate is not None:
+            with self._cond:
+                self.sends_waiting += 1
+                self._cond.notify_all()
+            gate.wait(DEFAULT_TIMEOUT)
+            with self._cond:
+                self.sends_waiting -= 1
+        if self.hangup_sendcustommsg > 0:
+            self.hangup_sendcustommsg -= 1
+            return None
+        # lightningd runs the rpc_command hook chain before the command itself.
+        if self.manifest and any(h["name"] == "rpc_command" for h in self.manifest["hooks"]) and self.running():
+            hook = next(h for h in self.manifest["hooks"] if h["name"] == "rpc_command")
+            if "filters" not in hook or "sendcustommsg" in hook["filters"]:
+                answer = self.rpc_command(params, caller_id=str(request.get("id")))
+                self.send_hooks.append((request, answer))
+                if answer == {"result": "continue"}:
+                    pass
+                elif isinstance(answer, dict) and isinstance(answer.get("return"), dict):
+                    ret = answer["return"]
+                    if "error" in ret:
+                        return "error", ret["error"]
+                    return "result", ret.get("result")
+                else:
+                    self.harness_errors.append(f"Bad response to 'rpc_command' hook: {answer!r}")
+        # lightningd's own checks (connect_control.c json_sendcustommsg), in its order.
+        if isinstance(params, list):
+            params = dict(zip(("node_id", "msg"), params, strict=False))
+        if not isinstance(params, dict):
+            return "error", node_error(JSONRPC2_INVALID_PARAMS, "Expected array or object for params")
+        node_id, msg = params.get("node_id"), params.get("msg")
+        if node_id is None:
+            return "error", node_error(JSONRPC2_INVALID_PARAMS, "missing required parameter: node_id")
+        if not isinstance(node_id, str) or not _NODE_ID.match(node_id):
+            return "error", node_error(JSONRPC2_INVALID_PARAMS, f"node_id: should be a node id: invalid token '{node_id}'")
+        if msg is None:
+            return "error", node_error(JSONRPC2_INVALID_PARAMS, "missing required parameter: msg")
+        text = str(msg) if isinstance(msg, (str, int)) and not isinstance(msg, bool) else None
+        if text is None or not _HEX.match(text) or len(text) % 2 or not text or len(text) // 2 >= 65536:
+            # param_bin_from_hex lets it through; connectd then gets an empty or truncated message.
+            self.fatal.append(f"sendcustommsg with msg {str(msg)[:40]!r} ({len(str(msg))} chars) reached lightningd")
+            blob = b""
+        else:
+            blob = bytes.fromhex(text)
+        msg_type = int.from_bytes(blob[:2], "big") if len(blob) >= 2 else -1
+        if msg_type in INTERNAL_TYPES:
+            return "error", node_error(
+                JSONRPC2_INVALID_REQUEST,
+                f"Cannot send messages of type {msg_type} ({INTERNAL_TYPES[msg_type]}). It is not possible to send "
+                "messages that have a type managed internally since that might cause issues with the internal "
+                "state tracking.",
+            )
+        peer = self.peers.get(node_id.lower())
+        if peer is None or node_id.lower() == self.own_id:
+            return "error", node_error(JSONRPC2_INVALID_REQUEST, f"No such peer: {node_id}")
+        if not peer.get("connected"):
+            return "error", node_error(JSONRPC2_INVALID_REQUEST, "Peer is not connected")
+        with self._cond:
+            self.sent.append((node_id.lower(), blob.hex()))
+            self._cond.notify_all()
+        return "result", {"status": "Message sent to connectd for delivery"}
+
+    # -- teardown -------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Everything that went wrong that the test did not ask for."""
+        found: list[str] = []
+        for code, asked in self.exits:
+            if not asked:
+                found.append(f"the plugin exited by itself with code {code}")
+            elif code not in (0, -signal.SIGKILL):
+                found.append(f"the plugin exited with code {code} after shutdown")
+        for answer in self.custommsg_answers:
+            if answer != {"result": "continue"}:
+                found.append(f"the custommsg hook answered {answer!r}: lightningd would fatal()")
+        found += [f"would crash the node: {f}" for f in self.fatal]
+        found += [f"fake lightningd: {e}" for e in self.harness_errors]
+        found += [f"unexpected output from the plugin: {u!r}"[:300] for u in self.unexpected]
+        if not self.allow_log_errors:
+            for entry in self.logs:
+                message = str(entry.get("message", ""))
+                if "Traceback" in message or entry.get("level") in ("broken", "error"):
+                    found.append(f"plugin logged {entry.get('level')}: {message[:200]}")
+        if self.stderr.strip():
+            found.append(f"plugin wrote to stderr: {self.stderr[-500:]!r}")
+        return found
+
+    def close(self) -> list[str]:
+        """Stop the plugin and the RPC server; return :meth:`problems`."""
+        if self.proc is not None:
+            self.stop()
+        self.rpc.stop()
+        problems = self.problems()
+        if self.own_dir:
+            shutil.rmtree(self.lightning_dir, ignore_errors=True)
+        return problems
