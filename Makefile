@@ -34,7 +34,7 @@ typecheck: install
 check: lint typecheck test
 
 bench: install
-	$(VPY) bench/run.py
+	$(VPY) -m pytest -s -q -p no:cacheprovider -o python_files='bench_*.py' bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -12,6 +12,9 @@ import itertools
 import json
 import os
 import socket
+import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 
@@ -92,3 +95,94 @@ class PersistentRpc:
                 obj = json.loads(raw)
                 if isinstance(obj, dict) and obj.get("id") == request_id:
                     return obj
+
+
+Callback = Callable[[Any, "dict[str, Any] | None"], None]
+
+
+class AsyncRpc:
+    """Requests to lightningd whose answers the plugin's own event loop picks up.
+
+    The send path needs this: its ``sendcustommsg`` goes through our own
+    ``rpc_command`` guard, which the main loop must answer while the call is in
+    flight. Sending from the main loop without blocking it, instead of handing the
+    call to a thread and back, saves two thread switches per message. Used only
+    from the main loop's thread.
+    """
+
+    def __init__(self, path: str, id_prefix: str = "custommsg"):
+        self._connector = PersistentRpc(path, id_prefix)
+        self.id_prefix = id_prefix
+        self._ids = itertools.count(1)
+        self.sock: socket.socket | None = None
+        self._inbuf = b""
+        self._outbuf = bytearray()
+        self._pending: dict[str, Callback] = {}
+        self.on_socket_change: Callable[[], None] = lambda: None
+        self.on_callback_error: Callable[[str], object] = sys.stderr.write
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._outbuf)
+
+    def call(self, method: str, params: dict[str, Any], callback: Callback) -> None:
+        """Queue a request; ``callback(result, error)`` runs when lightningd answers."""
+        if self.sock is None:
+            self.sock = self._connector._connect()
+            self.sock.setblocking(False)
+            self._inbuf = b""
+            self.on_socket_change()
+        request_id = f"{self.id_prefix}:{method}#{next(self._ids)}"
+        self._pending[request_id] = callback
+        self._outbuf += json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}).encode()
+        self.flush()
+
+    def flush(self) -> None:
+        assert self.sock is not None
+        try:
+            while self._outbuf:
+                sent = self.sock.send(self._outbuf)
+                del self._outbuf[:sent]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._lost(exc)
+
+    def on_readable(self) -> None:
+        assert self.sock is not None
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not chunk:
+            self._lost(EOFError("lightningd closed the RPC connection"))
+            return
+        self._inbuf += chunk
+        *complete, self._inbuf = self._inbuf.split(b"\n\n")
+        for raw in complete:
+            if not raw.strip():
+                continue
+            reply = json.loads(raw)
+            callback = self._pending.pop(reply.get("id"), None)
+            if callback is not None:
+                self._run(callback, reply.get("result"), reply.get("error"))
+
+    def _run(self, callback: Callback, result: Any, error: dict[str, Any] | None) -> None:
+        # One failing callback must not leave the others' requests unanswered.
+        try:
+            callback(result, error)
+        except Exception:
+            self.on_callback_error(traceback.format_exc())
+
+    def _lost(self, exc: BaseException) -> None:
+        pending, self._pending = self._pending, {}
+        sock, self.sock = self.sock, None
+        self._outbuf.clear()
+        self.on_socket_change()  # the event loop lets go of the socket before it closes
+        if sock is not None:
+            sock.close()
+        for callback in pending.values():
+            self._run(callback, None, {"code": -1, "message": f"lost the RPC connection to lightningd: {exc}"})

@@ -24,6 +24,7 @@ import inspect
 import os
 import queue
 import re
+import selectors
 import sys
 import threading
 import time
@@ -41,7 +42,7 @@ from .guard import check_native_call
 from .outbox import Outbox
 from .paging import U64_MAX, parse_page, parse_uint
 from .policy import PeerRateLimiter, TypeSelection
-from .rpc import PersistentRpc, RpcError
+from .rpc import AsyncRpc, PersistentRpc, RpcError
 from .store import COUNTER_NAMES, OUTBOX_STATUSES, Store, StoredMessage
 from .waiters import Waiter, WaiterRegistry
 from .wire import INTERNAL_TYPES, Message, check_send_request, decode_hex, parse_node_id
@@ -118,8 +119,75 @@ def native_error(exc: RpcError, peer_id: str) -> CustomMsgError:
     return CustomMsgError(errors.SEND_FAILED, f"sendcustommsg failed: {message}", data)
 
 
+class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no type hints
+    """pyln's Plugin with a main loop that serves lightningd's pipe and our RPC socket.
+
+    pyln's own ``run()`` blocks reading stdin, so an answer on another socket would
+    need a thread to wait for it. This loop waits on both: the send path writes its
+    ``sendcustommsg`` and goes back to serving stdin (where lightningd asks our
+    guard about that very call), and the answer is handled when it comes.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.async_rpc: AsyncRpc | None = None
+        self._selector = selectors.DefaultSelector()
+        self._watched: Any = None  # the socket registered with the selector, and how
+
+    def _watch_rpc_socket(self) -> None:
+        rpc = self.async_rpc
+        sock = rpc.sock if rpc is not None else None
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if rpc is not None and rpc.wants_write else 0)
+        wanted = (sock, events) if sock is not None else None
+        if wanted == self._watched:
+            return
+        if self._watched is not None:
+            try:
+                self._selector.unregister(self._watched[0])
+            except (KeyError, ValueError):
+                pass
+        if sock is not None:
+            self._selector.register(sock, events, "rpc")
+        self._watched = wanted
+
+    def run(self) -> None:
+        if os.environ.get("LIGHTNINGD_PLUGIN") != "1":
+            self.print_usage()
+            return
+        stdin = self.stdin.fileno()
+        self._selector.register(stdin, selectors.EVENT_READ, "stdin")
+        partial = b""
+        while True:
+            self._watch_rpc_socket()
+            for key, events in self._selector.select():
+                if key.data == "stdin":
+                    chunk = os.read(stdin, 1 << 16)
+                    if not chunk:
+                        return  # lightningd closed our stdin: it is gone
+                    partial += chunk
+                    if b"\n\n" in partial:
+                        *messages, partial = partial.split(b"\n\n")
+                        for message in messages:
+                            self._dispatch_one(message)
+                elif self.async_rpc is not None:
+                    if events & selectors.EVENT_READ:
+                        self.async_rpc.on_readable()
+                    if events & selectors.EVENT_WRITE and self.async_rpc.sock is not None:
+                        self.async_rpc.flush()
+
+    def _dispatch_one(self, message: bytes) -> None:
+        if not message.strip():
+            return
+        try:
+            self._multi_dispatch([message, b""])
+        except Exception:
+            # pyln lets a request it cannot parse escape run(), which would end the
+            # plugin (and, for a guard call, let lightningd run it unchecked).
+            self.log(f"cannot handle a request from lightningd: {traceback.format_exc()}", level="warn")
+
+
 class CustomMsgPlugin:
-    def __init__(self, plugin: Plugin):
+    def __init__(self, plugin: EventLoopPlugin):
         self.plugin = plugin
         self.ready = False
         self.guard_enabled = True
@@ -132,6 +200,7 @@ class CustomMsgPlugin:
         self.limiter = PeerRateLimiter(rate=100.0, burst=1000.0)
         self.waiters = WaiterRegistry()
         self.session: Counter[tuple[str, int, str]] = Counter()
+        self._count_lock = threading.Lock()
         self.started_at = time.time()
         self.malformed = 0
         self._storage_failing = False
@@ -220,6 +289,9 @@ class CustomMsgPlugin:
             return {"disable": exc.message}
         self.own_id = info["id"]
         self.rpc_path = os.path.join(configuration["lightning-dir"], configuration["rpc-file"])
+        self.plugin.async_rpc = AsyncRpc(self.rpc_path)
+        self.plugin.async_rpc.on_callback_error = lambda text: plugin.log(f"custommsg: {text}", level="warn")
+        self.plugin.async_rpc.on_socket_change = self.plugin._watch_rpc_socket
         for peer in plugin.rpc.listpeers()["peers"]:
             if peer.get("connected"):
                 self.connected.add(peer["id"])
@@ -325,11 +397,31 @@ class CustomMsgPlugin:
             raise CustomMsgError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}") from exc
         self._count(peer_id, int.from_bytes(payload[:2], "big"), "sent")
 
+    def _send_from_loop(
+        self, peer_id: str, message: Message, done: Callable[[CustomMsgError | None], None]
+    ) -> None:
+        """Hand one message to lightningd without blocking the main loop (main thread only)."""
+        assert self.plugin.async_rpc is not None
+
+        def on_answer(result: Any, error: dict[str, Any] | None) -> None:
+            if error is None:
+                self._count(peer_id, message.type, "sent")
+                done(None)
+                return
+            failure = native_error(RpcError("sendcustommsg", error), peer_id)
+            if isinstance(failure, PeerError):
+                self.connected.discard(peer_id)
+            done(failure)
+
+        self.plugin.async_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": message.hex()}, on_answer)
+
     def _check_peer(self, peer_id: str) -> None:
         """Our connection state said no: ask lightningd, which also tells unknown from offline."""
         peers = self.sender_rpc.call("listpeers", {"id": peer_id})["peers"]
         if not peers:
-            raise PeerError(errors.PEER_UNKNOWN, f"unknown peer {peer_id}: not connected and no channel", {"peer_id": peer_id})
+            raise PeerError(
+                errors.PEER_UNKNOWN, f"unknown peer {peer_id}: not connected and no channel", {"peer_id": peer_id}
+            )
         if not peers[0].get("connected"):
             raise PeerError(
                 errors.PEER_NOT_CONNECTED,
@@ -373,7 +465,8 @@ class CustomMsgPlugin:
     # -- counters -------------------------------------------------------------
 
     def _count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
-        self.session[(peer_id, msg_type, name)] += n
+        with self._count_lock:  # the main and the sender thread both count
+            self.session[(peer_id, msg_type, name)] += n
         if self.store is not None:
             self.store.count(peer_id, msg_type, name, n)
 
@@ -430,8 +523,9 @@ class CustomMsgPlugin:
             self._storage_failing = False
             self.plugin.log("storing messages again", level="info")
         self._count(peer_id, msg_type, "stored")
-        for old_peer, old_type in dropped:
-            self.session[(old_peer, old_type, "dropped_retention")] += 1
+        with self._count_lock:
+            for old_peer, old_type in dropped:
+                self.session[(old_peer, old_type, "dropped_retention")] += 1
         if len(self.limiter) > 1000:
             self.limiter.forget_idle()
         entry = message.to_json()
@@ -482,24 +576,38 @@ class CustomMsgPlugin:
                 self._jobs.put(functools.partial(self._deliver, peer_id))
             return self._send_result("queued", peer_id, message, entry.id)
 
+        def done(failure: CustomMsgError | None) -> None:
+            if failure is None:
+                answer(request, self._send_result("sent", peer_id, message))
+            elif isinstance(failure, PeerError) and queued:
+                # It went away under us: keep the message for its next connection.
+                entry = outbox.enqueue(peer_id, message, ttl_seconds)
+                answer(request, self._send_result("queued", peer_id, message, entry.id))
+            else:
+                answer_error(request, failure)
+
+        self._send(request, peer_id, message, done)
+        return PENDING
+
+    def _send(
+        self, request: Request, peer_id: str, message: Message, done: Callable[[CustomMsgError | None], None]
+    ) -> None:
+        """Send now: from the main loop when the peer is connected as far as we know,
+        else from the sender thread, after asking lightningd about the peer."""
+        if peer_id in self.connected:
+            self._send_from_loop(peer_id, message, done)
+            return
+
         def job() -> None:
             try:
-                if peer_id not in self.connected:
-                    self._check_peer(peer_id)
+                self._check_peer(peer_id)
                 self._native_send(peer_id, message.serialize())
-            except PeerError as exc:
-                if queued:
-                    entry = outbox.enqueue(peer_id, message, ttl_seconds)
-                    answer(request, self._send_result("queued", peer_id, message, entry.id))
-                else:
-                    answer_error(request, exc)
             except CustomMsgError as exc:
-                answer_error(request, exc)
+                done(exc)
             else:
-                answer(request, self._send_result("sent", peer_id, message))
+                done(None)
 
         self._jobs.put(self._guarded(request, job))
-        return PENDING
 
     def _guarded(self, request: Request, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -598,7 +706,9 @@ class CustomMsgPlugin:
         msg_type = None if type is None else _msg_type(type)
         totals = self.store.counters(peer, msg_type)
         session: dict[tuple[str, int], Counter[str]] = {}
-        for (p, t, name), count in self.session.items():
+        with self._count_lock:
+            session_counts = list(self.session.items())
+        for (p, t, name), count in session_counts:
             if (peer is None or p == peer) and (msg_type is None or t == msg_type):
                 session.setdefault((p, t), Counter())[name] += count
 
@@ -615,7 +725,12 @@ class CustomMsgPlugin:
             }
 
         rows = [
-            {"peer_id": p, "type": t, "session": shape(session.get((p, t), Counter())), "total": shape(totals.get((p, t), Counter()))}
+            {
+                "peer_id": p,
+                "type": t,
+                "session": shape(session.get((p, t), Counter())),
+                "total": shape(totals.get((p, t), Counter())),
+            }
             for p, t in sorted(set(totals) | set(session))
         ]
         sum_session: Counter[str] = Counter()
@@ -720,21 +835,16 @@ class CustomMsgPlugin:
             )
         )
 
-        def job() -> None:
-            try:
-                if peer_id not in self.connected:
-                    self._check_peer(peer_id)
-                self._native_send(peer_id, message.serialize())
-            except CustomMsgError as exc:
-                if self.waiters.remove(waiter):
-                    answer_error(request, exc)
+        def after_send(failure: CustomMsgError | None) -> None:
+            if failure is not None and self.waiters.remove(waiter):
+                answer_error(request, failure)
 
-        self._jobs.put(self._guarded(request, job))
+        self._send(request, peer_id, message, after_send)
         return PENDING
 
 
 def build_plugin(**plugin_args: Any) -> Plugin:
     """The Plugin with every method, hook and option registered; nothing runs until ``run()``."""
-    plugin = Plugin(**plugin_args)
+    plugin = EventLoopPlugin(**plugin_args)
     CustomMsgPlugin(plugin)
     return plugin

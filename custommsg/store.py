@@ -68,6 +68,8 @@ MIGRATIONS: Sequence[str] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+ALL = Page("created", 0, None)
+
 # What the counters count, per peer and type.
 COUNTER_NAMES = ("sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage")
 
@@ -277,7 +279,8 @@ class Store:
 
     @staticmethod
     def _filters(peer_id: str | None, msg_type: int | None) -> tuple[str, list[Any]]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if peer_id is not None:
             clauses.append("peer_id = ?")
             args.append(bytes.fromhex(peer_id))
@@ -287,7 +290,7 @@ class Store:
         return " AND ".join(clauses), args
 
     def list_messages(
-        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = Page("created", 0, None)
+        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL
     ) -> list[StoredMessage]:
         where, args = self._filters(peer_id, msg_type)
         where = " AND ".join(filter(None, [where, "created_index >= ?"]))
@@ -364,9 +367,10 @@ class Store:
         return _outbox(rows[0]) if rows else None
 
     def list_outbox(
-        self, peer_id: str | None = None, status: str | None = None, page: Page = Page("created", 0, None)
+        self, peer_id: str | None = None, status: str | None = None, page: Page = ALL
     ) -> list[OutboxEntry]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if peer_id is not None:
             clauses.append("peer_id = ?")
             args.append(bytes.fromhex(peer_id))

@@ -202,12 +202,12 @@ def parse_node_id(value: Any, name: str = "node_id") -> str:
     raw = bytes.fromhex(value)
     try:
         PublicKey(raw)  # checks the 02/03 prefix, then that the point is on the curve
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError):
         reason = "prefix" if raw[0] not in (2, 3) else "not on curve"
         raise ValidationError(
             INVALID_NODE_ID,
             f"{name} {value} is not a valid public key: "
-            + ("a compressed key starts with 02 or 03" if reason == "prefix" else str(exc) or "not a point on secp256k1"),
+            + ("a compressed key starts with 02 or 03" if reason == "prefix" else "not a point on secp256k1"),
             {"reason": reason},
         ) from None
     return value.lower()

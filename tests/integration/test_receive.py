@@ -78,7 +78,7 @@ def test_wait_wakes_on_arrival(node_factory):
     thread = threading.Thread(target=waiter)
     thread.start()
     wait_for(lambda: l2.rpc.call("custommsg-stats")["waiting"] == 1)  # parked before the send
-    send(l1, l2, "8001" + "hello".encode().hex())
+    send(l1, l2, "8001" + b"hello".hex())
     thread.join(30)
     assert result["message"]["text"] == "hello" and result["message"]["created_index"] == 1
 
@@ -121,7 +121,8 @@ def test_commando_frames_are_not_stored(node_factory):
     l1.connect(l3)
     for node in (l2, l3):
         rune = node.rpc.createrune()["rune"]
-        assert l1.rpc.call("commando", {"peer_id": node.info["id"], "rune": rune, "method": "getinfo"})["id"] == node.info["id"]
+        result = l1.rpc.call("commando", {"peer_id": node.info["id"], "rune": rune, "method": "getinfo"})
+        assert result["id"] == node.info["id"]
     assert inbox(l2) == []
     assert {m["type"] for m in inbox(l3)} == {19535}
 
@@ -152,5 +153,5 @@ def test_stored_notification_reaches_subscribers(node_factory):
     l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
     l2 = node_factory.get_node(options={"plugin": [str(PLUGIN), str(subscriber)]})
     l1.connect(l2)
-    send(l1, l2, "8001" + "hi".encode().hex())
+    send(l1, l2, "8001" + b"hi".hex())
     l2.daemon.wait_for_log(r"subscriber: stored 1 type 32769 text hi from " + l1.info["id"])

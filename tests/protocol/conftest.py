@@ -65,6 +65,20 @@ def make_ld(request: pytest.FixtureRequest) -> Iterator[MakeLd]:
             pytest.fail(text)
 
 
+@pytest.fixture(scope="module")
+def shared_ld() -> Iterator[FakeLightningd]:
+    """One default plugin for a whole module, for tests that change no state (validation, the guard).
+
+    Such tests compare against what they saw before (``len(ld.sent)``), not against empty lists.
+    """
+    ld = FakeLightningd(peers=default_peers())
+    ld.start()
+    yield ld
+    problems = ld.close()
+    if problems:
+        pytest.fail("teardown found problems:\n  " + "\n  ".join(problems))
+
+
 @pytest.fixture
 def ld(make_ld: MakeLd) -> FakeLightningd:
     """The plugin with its default options; peers A and B connected, OFFLINE_PEER known but offline."""

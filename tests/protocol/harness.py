@@ -33,6 +33,7 @@ Nothing here imports the plugin's own code: the expectations are independent of 
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
 import os
@@ -85,6 +86,9 @@ FEATURE_SET = {
     "bolt12_invoice": "",
     "channel_type": "",
 }
+
+# What lightningd's plugin_log_handle accepts (log_level_parse, minus "io").
+LOG_LEVELS = {"trace", "debug", "info", "unusual", "broken", "warn", "error"}
 
 JSONRPC2_INVALID_REQUEST = -32600
 JSONRPC2_METHOD_NOT_FOUND = -32601
@@ -237,19 +241,14 @@ class RpcServer:
 
     def _serve(self, conn: socket.socket, number: int) -> None:
         decoder = json.JSONDecoder()
+        utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may be split across reads
         buffer = ""
-        raw = b""
         try:
             while True:
                 chunk = conn.recv(1 << 16)
                 if not chunk:
                     return
-                raw += chunk
-                try:
-                    buffer += raw.decode("utf-8")
-                    raw = b""
-                except UnicodeDecodeError:
-                    continue  # a multi-byte character split across reads
+                buffer += utf8.decode(chunk)
                 while True:
                     buffer = buffer.lstrip()
                     if not buffer:
@@ -296,7 +295,9 @@ class FakeLightningd:
         own_id: str = OWN_ID,
         version: str = CLN_VERSION,
         peers: dict[str, dict[str, Any]] | None = None,
+        plugin_path: Path | str = PLUGIN_PATH,
     ):
+        self.plugin_path = str(plugin_path)
         self.own_dir = lightning_dir is None
         self.lightning_dir = lightning_dir or tempfile.mkdtemp(prefix="cmproto-")
         self.own_id = own_id
@@ -316,6 +317,8 @@ class FakeLightningd:
         self.sends_waiting = 0
         # Hang up on the next N sendcustommsg requests without answering them.
         self.hangup_sendcustommsg = 0
+        # msg hex -> error lightningd answers for it instead of sending (after the hook ran).
+        self.refuse: dict[str, dict[str, Any]] = {}
         self.rpc = RpcServer(self, os.path.join(self.lightning_dir, "lightning-rpc"))
         self.rpc.start()
 
@@ -334,6 +337,7 @@ class FakeLightningd:
         self._shutdown_sent = False
         self._reaped: set[int] = set()
         self.allow_log_errors = False  # tracebacks / "broken" logs are failures unless allowed
+        self.allowed_logs: list[str] = []  # ... or unless they contain one of these
 
     # -- the plugin process ----------------------------------------------------
 
@@ -343,7 +347,7 @@ class FakeLightningd:
         environ.update({"LIGHTNINGD_PLUGIN": "1", "LIGHTNINGD_VERSION": self.version})
         environ.update(env or {})
         self.proc = subprocess.Popen(
-            argv or [sys.executable, str(PLUGIN_PATH)],
+            argv or [sys.executable, self.plugin_path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -416,6 +420,20 @@ class FakeLightningd:
         self._reap(proc)
         return proc.returncode
 
+    def close_stdin(self, timeout: float = 5.0) -> int | None:
+        """lightningd died: the plugin's stdin reaches EOF. Returns the exit code (None if it did not exit)."""
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None
+        self._shutdown_sent = True  # we ended it
+        with self._write_lock:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._reap(proc)
+        return proc.returncode
+
     def kill(self) -> None:
         proc = self.proc
         if proc is None:
@@ -434,7 +452,7 @@ class FakeLightningd:
             try:
                 if stream is not None:
                     stream.close()
-            except OSError:
+            except (OSError, ValueError):
                 pass
         self.exits.append((proc.returncode, self._shutdown_sent))
         with self._cond:
@@ -453,8 +471,8 @@ class FakeLightningd:
     def _read_stdout(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         decoder = json.JSONDecoder()
+        utf8 = codecs.getincrementaldecoder("utf-8")()
         text = ""
-        raw = b""
         fd = proc.stdout.fileno()
         while True:
             try:
@@ -463,11 +481,11 @@ class FakeLightningd:
                 chunk = b""
             if not chunk:
                 break
-            raw += chunk
             try:
-                text += raw.decode("utf-8")
-                raw = b""
-            except UnicodeDecodeError:
+                text += utf8.decode(chunk)
+            except UnicodeDecodeError as exc:
+                self.unexpected.append(("not UTF-8", repr(exc)))
+                utf8.reset()
                 continue
             while True:
                 text = text.lstrip()
@@ -527,10 +545,13 @@ class FakeLightningd:
     # -- talking to the plugin --------------------------------------------------
 
     def _write(self, obj: dict[str, Any]) -> None:
+        self._write_raw(json.dumps(obj))
+
+    def _write_raw(self, text: str) -> None:
         proc = self.proc
         if proc is None or proc.stdin is None or proc.poll() is not None:
             raise ProtocolError(f"plugin is not running (exit code {proc.returncode if proc else None})")
-        data = (json.dumps(obj) + "\n\n").encode()
+        data = (text + "\n\n").encode()
         with self._write_lock:
             try:
                 proc.stdin.write(data)
@@ -545,13 +566,23 @@ class FakeLightningd:
         return self._send_request(method, params, request_id)
 
     def _send_request(self, method: str, params: Any, request_id: str) -> PendingCall:
+        return self.start_call_raw(method, json.dumps({} if params is None else params), request_id)
+
+    def start_call_raw(self, method: str, params_json: str, request_id: str | None = None) -> PendingCall:
+        """Send a request whose params are given as JSON text (for what Python's json would not write)."""
+        if request_id is None:
+            n = next(self._ids)
+            request_id = f"cli:{method}#{n}/cln:{method}#{n}"
         pending = PendingCall(method, request_id)
         with self._cond:
             self._pending[request_id] = pending
-        self._write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": {} if params is None else params})
+        head = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method})[:-1]
+        self._write_raw(f'{head}, "params": {params_json}}}')
         return pending
 
-    def call(self, method: str, params: Any = None, timeout: float = DEFAULT_TIMEOUT, prefix: str | None = "cli") -> Any:
+    def call(
+        self, method: str, params: Any = None, timeout: float = DEFAULT_TIMEOUT, prefix: str | None = "cli"
+    ) -> Any:
         """Send a request and wait for its result; raises :class:`PluginCallError` on an error answer."""
         return self.start_call(method, params, prefix).result(timeout)
 
@@ -689,6 +720,8 @@ class FakeLightningd:
                 self.send_hooks.append((request, answer))
                 if answer == {"result": "continue"}:
                     pass
+                elif isinstance(answer, dict) and (answer.get("error") or {}).get("code") == -4:
+                    pass  # the plugin died mid-call: lightningd goes on with the next hook, then the command
                 elif isinstance(answer, dict) and isinstance(answer.get("return"), dict):
                     ret = answer["return"]
                     if "error" in ret:
@@ -705,7 +738,9 @@ class FakeLightningd:
         if node_id is None:
             return "error", node_error(JSONRPC2_INVALID_PARAMS, "missing required parameter: node_id")
         if not isinstance(node_id, str) or not _NODE_ID.match(node_id):
-            return "error", node_error(JSONRPC2_INVALID_PARAMS, f"node_id: should be a node id: invalid token '{node_id}'")
+            return "error", node_error(
+                JSONRPC2_INVALID_PARAMS, f"node_id: should be a node id: invalid token '{node_id}'"
+            )
         if msg is None:
             return "error", node_error(JSONRPC2_INVALID_PARAMS, "missing required parameter: msg")
         text = str(msg) if isinstance(msg, (str, int)) and not isinstance(msg, bool) else None
@@ -723,6 +758,8 @@ class FakeLightningd:
                 "messages that have a type managed internally since that might cause issues with the internal "
                 "state tracking.",
             )
+        if blob.hex() in self.refuse:
+            return "error", self.refuse[blob.hex()]
         peer = self.peers.get(node_id.lower())
         if peer is None or node_id.lower() == self.own_id:
             return "error", node_error(JSONRPC2_INVALID_REQUEST, f"No such peer: {node_id}")
@@ -749,9 +786,24 @@ class FakeLightningd:
         found += [f"would crash the node: {f}" for f in self.fatal]
         found += [f"fake lightningd: {e}" for e in self.harness_errors]
         found += [f"unexpected output from the plugin: {u!r}"[:300] for u in self.unexpected]
+        declared = {n["method"] for n in (self.manifest or {}).get("notifications", [])}
+        for note in self.notifications:
+            if note.get("method") not in declared:
+                # lightningd: "Plugin attempted to send a notification to topic ... it hasn't declared"
+                found.append(f"notification to undeclared topic {note.get('method')!r}")
+            if not isinstance(note.get("params"), dict):
+                found.append(f"notification without params object: {note!r}"[:200])
+        for entry in self.logs:
+            # plugin_log_handle: anything else makes lightningd kill the plugin.
+            if not isinstance(entry.get("message"), str):
+                found.append(f"log notification without a string message: {entry!r}"[:200])
+            if "level" in entry and entry["level"] not in LOG_LEVELS:
+                found.append(f"log level {entry['level']!r} would make lightningd kill the plugin")
         if not self.allow_log_errors:
             for entry in self.logs:
                 message = str(entry.get("message", ""))
+                if any(allowed in message for allowed in self.allowed_logs):
+                    continue
                 if "Traceback" in message or entry.get("level") in ("broken", "error"):
                     found.append(f"plugin logged {entry.get('level')}: {message[:200]}")
         if self.stderr.strip():

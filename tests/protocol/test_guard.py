@@ -8,6 +8,8 @@ to judge, whether ``params`` is an object (pyln, ``-k``) or an array (lightning-
 
 from __future__ import annotations
 
+import json
+import socket
 from typing import Any
 
 import pytest
@@ -65,10 +67,10 @@ def as_array(params: dict[str, Any]) -> list[Any]:
 
 @pytest.mark.parametrize("form", ["object", "array"])
 @pytest.mark.parametrize(("node_id", "msg", "code"), REFUSED, ids=REFUSED_IDS)
-def test_guard_refuses(ld: FakeLightningd, form: str, node_id: Any, msg: Any, code: int) -> None:
+def test_guard_refuses(shared_ld: FakeLightningd, form: str, node_id: Any, msg: Any, code: int) -> None:
     """A call that would crash or mislead lightningd gets {"return": {"error": {code, message}}}."""
     params: Any = {"node_id": node_id, "msg": msg} if form == "object" else [node_id, msg]
-    answer = ld.rpc_command(params)
+    answer = shared_ld.rpc_command(params)
     assert set(answer) == {"return"}
     error = answer["return"]["error"]
     assert error["code"] == code
@@ -78,16 +80,15 @@ def test_guard_refuses(ld: FakeLightningd, form: str, node_id: Any, msg: Any, co
 
 @pytest.mark.parametrize("form", ["object", "array"])
 @pytest.mark.parametrize("params", ALLOWED, ids=ALLOWED_IDS)
-def test_guard_continues(ld: FakeLightningd, form: str, params: dict[str, Any]) -> None:
+def test_guard_continues(shared_ld: FakeLightningd, form: str, params: dict[str, Any]) -> None:
     """A well-formed call, or one lightningd will refuse properly by itself, continues."""
-    answer = ld.rpc_command(params if form == "object" else as_array(params))
+    answer = shared_ld.rpc_command(params if form == "object" else as_array(params))
     assert answer == {"result": "continue"}
 
 
 def test_guard_without_params(ld: FakeLightningd) -> None:
     """A request with no params member at all, or params null, continues (lightningd reports it)."""
     assert ld.rpc_command(None) == {"result": "continue"}
-    assert ld.rpc_command(None, caller_id="cli:sendcustommsg#2") == {"result": "continue"}
     answer = ld._send_request(
         "rpc_command",
         {"rpc_command": {"jsonrpc": "2.0", "id": "x", "method": "sendcustommsg", "params": None}},
@@ -105,8 +106,6 @@ def test_guard_other_plugins_calls(ld: FakeLightningd) -> None:
 
 def test_guard_refusal_reaches_caller(ld: FakeLightningd) -> None:
     """End to end: a client's bad sendcustommsg comes back with the guard's error and never reaches connectd."""
-    import socket
-
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(ld.rpc.path)
     sock.sendall(b'{"jsonrpc":"2.0","id":"cli:sendcustommsg#9","method":"sendcustommsg","params":["'
@@ -117,8 +116,6 @@ def test_guard_refusal_reaches_caller(ld: FakeLightningd) -> None:
         assert chunk
         buffer += chunk
     sock.close()
-    import json
-
     reply = json.loads(buffer.split(b"\n\n")[0])
     assert reply["id"] == "cli:sendcustommsg#9"
     assert reply["error"]["code"] == 3302
@@ -142,3 +139,24 @@ def test_guard_does_not_block_plugin_sends(ld: FakeLightningd) -> None:
     (request, answer), = ld.send_hooks
     assert request["id"].startswith("custommsg:sendcustommsg#")
     assert answer == {"result": "continue"}
+
+
+def test_guard_huge_json_number(shared_ld: FakeLightningd) -> None:
+    """lightning-cli sends digits-only hex as a JSON number: 131072 digits (65536 bytes) is refused, not fatal.
+
+    Python refuses to parse integers over 4300 digits by default; a plugin that did not
+    lift that limit would fail to read the request at all and die.
+    """
+    ld = shared_ld
+    digits = "1" * 131072
+    hook = ld.start_call_raw(
+        "rpc_command",
+        '{"rpc_command": {"jsonrpc": "2.0", "id": "cli:sendcustommsg#77", "method": "sendcustommsg", '
+        f'"params": ["{PEER_A}", {digits}]}}}}',
+        "cli:sendcustommsg#77/cln:rpc_command#77",
+    )
+    answer = hook.result(timeout=5)
+    assert answer["return"]["error"]["code"] == 3304
+    err = ld.start_call_raw("custommsg-send", f'{{"node_id": "{PEER_A}", "msg": {digits}}}').error(timeout=5)
+    assert err.code == 3304
+    assert ld.running()

@@ -33,7 +33,7 @@ def test_manifest_methods(ld: FakeLightningd) -> None:
 
 
 def test_manifest_hooks(ld: FakeLightningd) -> None:
-    """custommsg is filtered on integer types (custom range in, internal types out); rpc_command only on sendcustommsg."""
+    """custommsg is filtered on integer types (custom range in, internal out); rpc_command on sendcustommsg only."""
     assert ld.manifest is not None
     hooks = {h["name"]: h for h in ld.manifest["hooks"]}
     assert set(hooks) == {"custommsg", "rpc_command"}

@@ -103,7 +103,9 @@ def test_guard_lets_through(form: Any, node_id: Any, msg: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [None, "8001", 42, {}, [], {"other": "x"}], ids=["none", "string", "int", "empty-dict", "empty-list", "unknown-key"]
+    "params",
+    [None, "8001", 42, {}, [], {"other": "x"}],
+    ids=["none", "string", "int", "empty-dict", "empty-list", "unknown-key"],
 )
 def test_guard_leaves_odd_params_to_lightningd(params: Any) -> None:
     assert check_native_call(params) is None

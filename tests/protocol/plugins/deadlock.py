@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""A deliberately wrong plugin: guards sendcustommsg with rpc_command, then calls it from its main loop.
+
+Under lightningd this never returns (cln-facts §5); the harness must reproduce that.
+"""
+
+from pyln.client import Plugin
+
+plugin = Plugin()
+
+
+@plugin.hook("rpc_command", filters=["sendcustommsg"])
+def on_rpc_command(plugin, rpc_command, **kwargs):
+    return {"result": "continue"}
+
+
+@plugin.method("send-sync")
+def send_sync(plugin, node_id, msg):
+    return plugin.rpc.sendcustommsg(node_id, msg)
+
+
+plugin.run()
