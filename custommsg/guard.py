@@ -13,12 +13,45 @@ commando's calls, which are always well formed, are never in the way.
 
 from __future__ import annotations
 
+import json
+import json.scanner
 from typing import Any
 
-from .errors import CustomMsgError
+from .errors import INVALID_NODE_ID, MSG_NOT_HEX, CustomMsgError, ValidationError
 from .wire import decode_message_hex, parse_node_id
 
 _MISSING = object()
+
+
+class EscapedStr(str):
+    """A JSON string that was written with escape sequences (``\\u0038``, ``\\/``...).
+
+    lightningd decodes ``msg`` from the raw characters of the request, escapes and
+    all, so ``"\\u0038\\u0030\\u0030\\u0031"`` is invalid hex to it (an empty
+    message: the crash), while a JSON parser reads it as the valid ``"8001"``.
+    """
+
+
+class _EscapeMarkingDecoder(json.JSONDecoder):
+    def __init__(self) -> None:
+        super().__init__()
+        plain_parse_string = self.parse_string
+
+        def parse_string(text: str, end: int, strict: bool) -> tuple[str, int]:
+            value, new_end = plain_parse_string(text, end, strict)
+            if "\\" in text[end:new_end]:
+                value = EscapedStr(value)
+            return value, new_end
+
+        self.parse_string = parse_string
+        # The C scanner ignores parse_string; the Python one calls it for every string.
+        self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
+
+
+def loads_marking_escapes(raw: bytes | str) -> Any:
+    """``json.loads``, but every string written with escapes comes back as :class:`EscapedStr`."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    return _EscapeMarkingDecoder().decode(text)
 
 
 def _param(params: Any, name: str, position: int) -> Any:
@@ -40,6 +73,16 @@ def check_native_call(params: Any) -> CustomMsgError | None:
     node_id = _param(params, "node_id", 0)
     msg = _param(params, "msg", 1)
     try:
+        if isinstance(node_id, EscapedStr):
+            raise ValidationError(
+                INVALID_NODE_ID, "node_id is written with JSON escapes, which lightningd does not decode"
+            )
+        if isinstance(msg, EscapedStr):
+            raise ValidationError(
+                MSG_NOT_HEX,
+                "msg is written with JSON escapes, which lightningd does not decode: it would read invalid hex",
+                {"reason": "escaped"},
+            )
         if node_id is not _MISSING:
             parse_node_id(node_id)
         if msg is not _MISSING:

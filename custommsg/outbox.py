@@ -2,16 +2,19 @@
 
 Each entry moves out of ``queued`` exactly once::
 
-    queued --hand-off to lightningd succeeded--> sent
-    queued --ttl passed before that-----------> expired
-    queued --custommsg-cancel------------------> cancelled
-    queued --lightningd refused it for good----> failed (with the reason)
+    queued --ttl passed first----------------> expired
+    queued --custommsg-cancel-----------------> cancelled
+    queued --its turn, the peer connected-----> sending
+    sending --lightningd took it--------------> sent
+    sending --lightningd refused it for good--> failed (with the reason)
+    sending --the peer went away meanwhile----> queued (again, for the next connection)
 
-``sent`` means lightningd accepted the message for the peer's connection
-(``sendcustommsg`` returned): it is not an acknowledgement from the peer. If the
-peer disconnects during the hand-off, the entry stays queued and is sent again on
-the next connection, so a message can arrive twice only when the connection
-dropped at that moment or the plugin died between the hand-off and its record.
+``sending`` lasts one ``sendcustommsg`` call; it is what keeps a message that is
+being handed over from being cancelled (or the other way round). ``sent`` means
+lightningd accepted the message for the peer's connection (``sendcustommsg``
+returned): it is not an acknowledgement from the peer. A message goes out again
+only if the plugin died during its hand-off (it is ``sending`` at the next start,
+and queued again), so a peer can see a message twice only after such a crash.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .errors import (
     PeerError,
 )
 from .paging import Page
-from .store import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Store
+from .store import CANCELLED, EXPIRED, FAILED, QUEUED, SENDING, SENT, OutboxEntry, Store
 from .wire import Message
 
 # Send one message to a peer now. Raises PeerError when the peer is not connected
@@ -73,7 +76,8 @@ class Outbox:
             raise CustomMsgError(OUTBOX_NOT_FOUND, f"no outbox entry {entry_id}", {"id": entry_id})
         raise CustomMsgError(
             OUTBOX_NOT_QUEUED,
-            f"outbox entry {entry_id} is {entry.status}, not queued: only queued messages can be cancelled",
+            f"outbox entry {entry_id} is {entry.status}, not queued: only queued messages can be cancelled"
+            + (" (it is being handed to lightningd right now)" if entry.status == SENDING else ""),
             {"id": entry_id, "status": entry.status},
         )
 
@@ -85,8 +89,14 @@ class Outbox:
     def has_queued(self, peer_id: str) -> bool:
         return bool(self.store.list_outbox(peer_id, QUEUED, Page("created", 0, 1)))
 
+    def recover(self) -> int:
+        """Queue again what a previous run was handing over when it stopped."""
+        now = self.clock()
+        ids = self.store.ids_with_status(SENDING)
+        return sum(1 for i in ids if self.store.transition(i, QUEUED, now, from_status=SENDING) is not None)
+
     def deliver(self, peer_id: str, send: SendFunction) -> DeliveryReport:
-        """Hand the peer's queued messages to ``send``, oldest first, until one fails."""
+        """Hand the peer's queued messages to ``send``, oldest first, until the peer is gone."""
         report = DeliveryReport()
         for entry in self.store.queued_for(peer_id):
             now = self.clock()
@@ -94,16 +104,18 @@ class Outbox:
                 moved = self.store.transition(entry.id, EXPIRED, now, "ttl passed")
                 report.expired += [moved] if moved else []
                 continue
+            if self.store.transition(entry.id, SENDING, now) is None:
+                continue  # cancelled or expired since we listed it
             try:
                 send(peer_id, entry.payload)
             except PeerError:
+                self.store.transition(entry.id, QUEUED, self.clock(), from_status=SENDING)
                 report.interrupted = True
                 break
             except CustomMsgError as exc:
-                moved = self.store.transition(entry.id, FAILED, self.clock(), exc.message)
+                moved = self.store.transition(entry.id, FAILED, self.clock(), exc.message, from_status=SENDING)
                 report.failed += [moved] if moved else []
                 continue
-            moved = self.store.transition(entry.id, SENT, self.clock())
+            moved = self.store.transition(entry.id, SENT, self.clock(), from_status=SENDING)
             report.sent += [moved] if moved else []
         return report
-

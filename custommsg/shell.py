@@ -38,7 +38,7 @@ from pyln.client.plugin import Request, RequestState
 
 from . import __version__, errors
 from .errors import CustomMsgError, PeerError, StorageError, ValidationError
-from .guard import check_native_call
+from .guard import check_native_call, loads_marking_escapes
 from .outbox import Outbox
 from .paging import U64_MAX, parse_page, parse_uint
 from .policy import PeerRateLimiter, TypeSelection
@@ -179,7 +179,15 @@ class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no typ
         if not message.strip():
             return
         try:
-            self._multi_dispatch([message, b""])
+            if b'"rpc_command"' in message:
+                # The guard must see which strings were written with escapes.
+                request = self._parse_request(loads_marking_escapes(message))
+                if request.id is not None:
+                    self._dispatch_request(request)
+                else:
+                    self._dispatch_notification(request)
+            else:
+                self._multi_dispatch([message, b""])
         except Exception:
             # pyln lets a request it cannot parse escape run(), which would end the
             # plugin (and, for a guard call, let lightningd run it unchecked).
@@ -199,6 +207,7 @@ class CustomMsgPlugin:
         self.outbox: Outbox | None = None
         self.limiter = PeerRateLimiter(rate=100.0, burst=1000.0)
         self.waiters = WaiterRegistry()
+        self.waiters.on_callback_error = lambda text: self.plugin.log(f"custommsg waiter: {text}", level="warn")
         self.session: Counter[tuple[str, int, str]] = Counter()
         self._count_lock = threading.Lock()
         self.started_at = time.time()
@@ -297,8 +306,10 @@ class CustomMsgPlugin:
                 self.connected.add(peer["id"])
         threading.Thread(target=self._sender_loop, name="custommsg-sender", daemon=True).start()
         threading.Thread(target=self._timer_loop, name="custommsg-timer", daemon=True).start()
-        self.ready = True
         assert self.outbox is not None
+        if self.outbox.recover():
+            plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
+        self.ready = True
         for peer_id in self.store.peers_with_queued() if self.store else []:
             if peer_id in self.connected:
                 self._jobs.put(functools.partial(self._deliver, peer_id))
@@ -759,7 +770,7 @@ class CustomMsgPlugin:
         start: Any = None,
         limit: Any = None,
     ) -> Any:
-        """List outbox entries: queued, sent, expired, cancelled or failed; paginate like listforwards."""
+        """List outbox entries (queued, sending, sent, expired, cancelled, failed); paginate like listforwards."""
         assert self.store is not None
         page = parse_page(index, start, limit, ("created", "updated"))
         peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")

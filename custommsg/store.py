@@ -73,8 +73,8 @@ ALL = Page("created", 0, None)
 # What the counters count, per peer and type.
 COUNTER_NAMES = ("sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage")
 
-QUEUED, SENT, EXPIRED, CANCELLED, FAILED = "queued", "sent", "expired", "cancelled", "failed"
-OUTBOX_STATUSES = (QUEUED, SENT, EXPIRED, CANCELLED, FAILED)
+QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED = "queued", "sending", "sent", "expired", "cancelled", "failed"
+OUTBOX_STATUSES = (QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -188,8 +188,14 @@ class Store:
                 self._db.execute(f"PRAGMA user_version = {number + 1}")
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (disk full, I/O error); a second
+        # ROLLBACK would fail and hide the real cause.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -201,7 +207,7 @@ class Store:
                     flushed = self._flush_counters()
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._rollback()
                     raise
                 self._pending.subtract(flushed)
                 self._pending = +self._pending  # drop the zeros
@@ -416,6 +422,9 @@ class Store:
                 db.execute("UPDATE vars SET value = value - 1 WHERE name = 'outbox_updated_index'")
                 return None
         return _outbox(row)
+
+    def ids_with_status(self, status: str) -> list[int]:
+        return [r[0] for r in self._read("SELECT id FROM outbox WHERE status = ? ORDER BY id", (status,))]
 
     def expired_ids(self, now: float) -> list[int]:
         rows = self._read(

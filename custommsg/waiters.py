@@ -10,8 +10,10 @@ each; plain waits all see the same message. Thread-safe; the clock is injected.
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,7 @@ class WaiterRegistry:
         self._ids = itertools.count(1)
         # Wakes the deadline thread when an earlier deadline arrives.
         self.changed = threading.Condition(self._lock)
+        self.on_callback_error: Callable[[str], object] = sys.stderr.write
 
     def add(self, waiter: Waiter) -> Waiter:
         with self._lock:
@@ -78,7 +81,7 @@ class WaiterRegistry:
                     woken.append(waiter)
                     taken = taken or waiter.exclusive
         for waiter in woken:
-            waiter.on_message(message)
+            self._call(waiter.on_message, message)
         return len(woken)
 
     def fail(self, predicate: Callable[[Waiter], bool], reason: str) -> int:
@@ -87,8 +90,16 @@ class WaiterRegistry:
             for waiter in failed:
                 del self._waiters[waiter.id]
         for waiter in failed:
-            waiter.on_fail(reason)
+            self._call(waiter.on_fail, reason)
         return len(failed)
+
+    def _call(self, callback: Callable[[Any], None], argument: Any) -> None:
+        # Each waiter was already removed: one failing callback must not leave the
+        # others' requests unanswered forever.
+        try:
+            callback(argument)
+        except Exception:
+            self.on_callback_error(traceback.format_exc())
 
     def expire(self) -> int:
         now = self.clock()

@@ -160,7 +160,17 @@ def decode_hex(value: Any, name: str = "msg") -> bytes:
             f"{name} must be a string of hex digits, not {_json_kind(value)}",
             {"reason": "not a string"},
         )
-    text = str(value) if isinstance(value, int) else value
+    if isinstance(value, int):
+        try:
+            text = str(value)
+        except ValueError:  # more digits than Python will print (sys.get_int_max_str_digits)
+            raise ValidationError(
+                MSG_TOO_LONG,
+                f"{name} has far more than {2 * MAX_MESSAGE_LEN} hex digits",
+                {"max": MAX_MESSAGE_LEN},
+            ) from None
+    else:
+        text = value
     if text.startswith("-") or not _HEXDIGITS.issuperset(text):
         bad = next((c for c in text if c not in _HEXDIGITS), "-")
         raise ValidationError(

@@ -346,12 +346,6 @@ def test_failed_write_is_a_storage_error_and_loses_no_count(store: Store, db_pat
     assert store.counters() == {(A, 32769): Counter({"received": 3})}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Store._transaction runs ROLLBACK after SQLite has already rolled the transaction back "
-    "(I/O error, disk full, RAISE(ROLLBACK)); ROLLBACK's own 'cannot rollback - no transaction is active' "
-    "then replaces the real cause in the StorageError",
-)
 def test_storage_error_names_the_cause_when_sqlite_rolled_back_itself(store: Store, db_path: str) -> None:
     other = _fail_inserts(db_path, "ROLLBACK")
     with pytest.raises(StorageError) as caught:

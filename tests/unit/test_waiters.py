@@ -190,12 +190,6 @@ def test_next_deadline() -> None:
     assert registry.next_deadline() == 1020.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: WaiterRegistry.offer (and fail) call the callbacks in a plain loop after removing every "
-    "woken waiter; if one callback raises, the later ones are never called and, already removed, never "
-    "time out either: their RPC calls hang forever",
-)
 def test_a_raising_callback_does_not_strand_the_other_waiters() -> None:
     outcomes = Outcomes()
     registry = WaiterRegistry(clock=Clock())
