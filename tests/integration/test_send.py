@@ -154,3 +154,51 @@ def test_dynamic_start_and_stop(node_factory):
     l1.rpc.plugin_stop(str(PLUGIN))
     with pytest.raises(RpcError, match="Unknown command"):
         l1.rpc.call("custommsg-send", {"node_id": l2.info["id"], "msg": "8001aa"})
+
+
+def raw_rpc(node, text: str) -> dict:
+    """Send one request exactly as written, escapes and all (pyln would re-encode it)."""
+    import json
+    import os
+    import socket
+
+    path = os.path.join(node.daemon.lightning_dir, "regtest", "lightning-rpc")
+    directory = os.open(os.path.dirname(path), os.O_RDONLY)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(f"/proc/self/fd/{directory}/lightning-rpc")
+        sock.sendall(text.encode())
+        reply = b""
+        while b"\n\n" not in reply:
+            chunk = sock.recv(65536)
+            assert chunk, "lightningd closed the connection"
+            reply += chunk
+    finally:
+        sock.close()
+        os.close(directory)
+    return json.loads(reply.split(b"\n\n")[0])
+
+
+@pytest.mark.parametrize(
+    "msg_json",
+    [
+        r'"\u0038\u0030\u0030\u0031"',  # "8001" to a JSON parser, invalid hex to lightningd
+        "8" + "0" * (2 * 65536 - 1),  # 65536 bytes as lightning-cli sends digits: a JSON number
+    ],
+    ids=["json-escapes", "131072-digit-number"],
+)
+def test_guard_reads_msg_as_lightningd_does(node_factory, msg_json):
+    """l1 (custommsg) and l2 are connected; requests written so that a JSON parser and
+    lightningd's raw-token hex decoder disagree are refused, and l1 stays up."""
+    l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    l2 = node_factory.get_node(options={"plugin": RECEIVER})
+    l1.connect(l2)
+    reply = raw_rpc(
+        l1,
+        '{"jsonrpc":"2.0","id":"raw-1","method":"sendcustommsg","params":'
+        f'{{"node_id":"{l2.info["id"]}","msg":{msg_json}}}}}',
+    )
+    assert reply["error"]["data"]["refused_by"] == "custommsg guard", reply
+    assert l1.rpc.listpeers(l2.info["id"])["peers"][0]["connected"]
+    l1.rpc.sendcustommsg(l2.info["id"], "8001abcd")
+    l2.daemon.wait_for_log("receiver got 8001abcd")
