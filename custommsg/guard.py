@@ -14,7 +14,9 @@ commando's calls, which are always well formed, are never in the way.
 from __future__ import annotations
 
 import json
+import json.decoder
 import json.scanner
+from collections.abc import Callable
 from typing import Any
 
 from .errors import INVALID_NODE_ID, MSG_NOT_HEX, CustomMsgError, ValidationError
@@ -35,7 +37,7 @@ class EscapedStr(str):
 class _EscapeMarkingDecoder(json.JSONDecoder):
     def __init__(self) -> None:
         super().__init__()
-        plain_parse_string = self.parse_string
+        plain_parse_string: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
         def parse_string(text: str, end: int, strict: bool) -> tuple[str, int]:
             value, new_end = plain_parse_string(text, end, strict)
