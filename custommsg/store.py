@@ -165,9 +165,18 @@ class Store:
             self._migrate()
             self.inbox_count = self._db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
         except (OSError, sqlite3.Error) as exc:
+            self._close_quietly()
             raise StorageError(
                 f"cannot open the custommsg database {path}: {exc}", {"path": path}
             ) from exc
+        except StorageError:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
 
     # -- plumbing -------------------------------------------------------------
 
