@@ -56,10 +56,15 @@ SWEEP_INTERVAL = 1.0
 
 PENDING = object()  # a method's return value: "I will answer this request later"
 
-# lightningd writes "jsonrpc", "id", then "method": the hook's name is near the start.
-_FAST_METHOD = re.compile(rb'"method"\s*:\s*"(custommsg|rpc_command)"')
-_REQUEST_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)')
-_PAYLOAD_TYPE = re.compile(rb'"payload"\s*:\s*"([0-9a-fA-F]{4})')
+# A hook call as lightningd writes it: "jsonrpc", "id", "method", then "params"
+# (whose first member, for custommsg, is "payload"). Anchored at the start, so only
+# the request's own method can match, never a string inside some method's params;
+# anything written otherwise takes the general path.
+_HOOK_CALL = re.compile(
+    rb'\s*\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*,'
+    rb'\s*"method"\s*:\s*"(custommsg|rpc_command)"\s*,\s*"params"\s*:\s*\{'
+    rb'(?:\s*"payload"\s*:\s*"([0-9a-fA-F]{4}))?'
+)
 
 
 def parse_version(version: str) -> tuple[int, int] | None:
@@ -208,19 +213,18 @@ class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no typ
 
 
     def _fast_dispatch(self, message: bytes) -> bool:
-        found = _FAST_METHOD.search(message, 0, 400)
-        if found is None or found[1].decode() not in self.fast_hooks:
+        call = _HOOK_CALL.match(message)
+        if call is None or call[2].decode() not in self.fast_hooks:
             return False
-        name = found[1].decode()
+        name = call[2].decode()
         handler = self.fast_hooks[name]
-        if name == "custommsg" and self.wants_type is not None:
-            # Most messages of other protocols (commando's 65 kB frames, peer
-            # storage) are not ours: answer from their first bytes, unparsed.
-            msg_type, request_id = _PAYLOAD_TYPE.search(message), _REQUEST_ID.search(message, 0, 400)
-            if msg_type is not None and request_id is not None and not self.wants_type(int(msg_type[1], 16)):
+        if name == "custommsg" and call[3] is not None and self.wants_type is not None:
+            if not self.wants_type(int(call[3], 16)):
+                # Most messages of other protocols (commando's 65 kB frames, peer
+                # storage) are not ours: answer from their first bytes, unparsed.
                 with self.write_lock:
                     self.stdout.buffer.write(
-                        b'{"jsonrpc":"2.0","id":' + request_id[1] + b',"result":{"result":"continue"}}\n\n'
+                        b'{"jsonrpc":"2.0","id":' + call[1] + b',"result":{"result":"continue"}}\n\n'
                     )
                     self.stdout.flush()
                 return True
@@ -231,6 +235,10 @@ class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no typ
         result = handler(request.get("params") or {})
         self._write_locked({"jsonrpc": "2.0", "id": request["id"], "result": result})
         return True
+
+
+def _unreachable(exc: BaseException) -> CustomMsgError:
+    return CustomMsgError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}", {"reason": "rpc"})
 
 
 class CustomMsgPlugin:
@@ -249,6 +257,8 @@ class CustomMsgPlugin:
         self.waiters.on_callback_error = lambda text: self.plugin.log(f"custommsg waiter: {text}", level="warn")
         self.session: Counter[tuple[str, int, str]] = Counter()
         self._count_lock = threading.Lock()
+        self._sender_busy: Counter[str] = Counter()  # sender-thread jobs pending, per peer
+        self._busy_lock = threading.Lock()
         self.started_at = time.time()
         self.malformed = 0
         self._storage_failing = False
@@ -359,7 +369,7 @@ class CustomMsgPlugin:
         self.ready = True
         for peer_id in self.store.peers_with_queued() if self.store else []:
             if peer_id in self.connected:
-                self._jobs.put(functools.partial(self._deliver, peer_id))
+                self._put_job(peer_id, functools.partial(self._deliver, peer_id))
         plugin.log(
             f"custommsg {__version__}: inbox {self.store.path if self.store else '?'} "
             f"({self.store.inbox_count if self.store else 0} messages), types {','.join(self.types.describe())}, "
@@ -420,7 +430,7 @@ class CustomMsgPlugin:
             return
         self.connected.add(peer_id)
         if self.ready and self.outbox is not None and self.outbox.has_queued(peer_id):
-            self._jobs.put(functools.partial(self._deliver, peer_id))
+            self._put_job(peer_id, functools.partial(self._deliver, peer_id))
 
     def on_disconnect(self, plugin: Plugin, disconnect: Any = None, **kwargs: Any) -> None:
         peer_id = self._peer_of(disconnect, kwargs)
@@ -451,8 +461,8 @@ class CustomMsgPlugin:
             if isinstance(error, PeerError):
                 self.connected.discard(peer_id)
             raise error from None
-        except OSError as exc:
-            raise CustomMsgError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            raise _unreachable(exc) from exc
         self._count(peer_id, int.from_bytes(payload[:2], "big"), "sent")
 
     def _send_from_loop(
@@ -471,11 +481,17 @@ class CustomMsgPlugin:
                 self.connected.discard(peer_id)
             done(failure)
 
-        self.plugin.async_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": message.hex()}, on_answer)
+        try:
+            self.plugin.async_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": message.hex()}, on_answer)
+        except OSError as exc:  # could not even connect
+            done(_unreachable(exc))
 
     def _check_peer(self, peer_id: str) -> None:
         """Our connection state said no: ask lightningd, which also tells unknown from offline."""
-        peers = self.sender_rpc.call("listpeers", {"id": peer_id})["peers"]
+        try:
+            peers = self.sender_rpc.call("listpeers", {"id": peer_id})["peers"]
+        except (OSError, EOFError, RpcError) as exc:
+            raise _unreachable(exc) from exc
         if not peers:
             raise PeerError(
                 errors.PEER_UNKNOWN, f"unknown peer {peer_id}: not connected and no channel", {"peer_id": peer_id}
@@ -631,7 +647,7 @@ class CustomMsgPlugin:
             # Behind the messages already waiting, so the peer gets them in order.
             entry = outbox.enqueue(peer_id, message, ttl_seconds)
             if peer_id in self.connected:
-                self._jobs.put(functools.partial(self._deliver, peer_id))
+                self._put_job(peer_id, functools.partial(self._deliver, peer_id))
             return self._send_result("queued", peer_id, message, entry.id)
 
         def done(failure: CustomMsgError | None) -> None:
@@ -652,20 +668,41 @@ class CustomMsgPlugin:
     ) -> None:
         """Send now: from the main loop when the peer is connected as far as we know,
         else from the sender thread, after asking lightningd about the peer."""
-        if peer_id in self.connected:
+        if peer_id in self.connected and not self._sender_busy[peer_id]:
             self._send_from_loop(peer_id, message, done)
             return
 
         def job() -> None:
             try:
-                self._check_peer(peer_id)
+                if peer_id not in self.connected:
+                    self._check_peer(peer_id)
                 self._native_send(peer_id, message.serialize())
             except CustomMsgError as exc:
                 done(exc)
             else:
                 done(None)
 
-        self._jobs.put(self._guarded(request, job))
+        self._put_job(peer_id, self._guarded(request, job))
+
+    def _put_job(self, peer_id: str, job: Callable[[], None]) -> None:
+        """Queue work for the sender thread that sends to ``peer_id``.
+
+        While any is pending, later sends to that peer queue behind it instead of
+        going out from the main loop, so they cannot overtake it.
+        """
+        with self._busy_lock:
+            self._sender_busy[peer_id] += 1
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                with self._busy_lock:
+                    self._sender_busy[peer_id] -= 1
+                    if not self._sender_busy[peer_id]:
+                        del self._sender_busy[peer_id]
+
+        self._jobs.put(run)
 
     def _guarded(self, request: Request, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:

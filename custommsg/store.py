@@ -338,14 +338,23 @@ class Store:
         return deleted
 
     def counters(self, peer_id: str | None = None, msg_type: int | None = None) -> dict[tuple[str, int], Counter[str]]:
-        self.flush()
+        """Totals per (peer, type), counts not yet written included.
+
+        Reading needs no write, so this answers while the database cannot be
+        written, which is when the storage-error counts matter most.
+        """
         where, args = self._filters(peer_id, msg_type)
-        rows = self._read(
-            "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {where}" if where else ""), args
-        )
+        with self._lock:
+            rows = self._read(
+                "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {where}" if where else ""), args
+            )
+            pending = list(self._pending.items())
         totals: dict[tuple[str, int], Counter[str]] = {}
         for p, t, name, count in rows:
             totals.setdefault((p.hex(), t), Counter())[name] = count
+        for (p, t, name), count in pending:
+            if (peer_id is None or p == peer_id) and (msg_type is None or t == msg_type):
+                totals.setdefault((p, t), Counter())[name] += count
         return totals
 
     # -- outbox ---------------------------------------------------------------
