@@ -56,7 +56,10 @@ def make_ld(request: pytest.FixtureRequest) -> Iterator[MakeLd]:
 
     problems: list[str] = []
     for ld in nodes:
-        problems += ld.close()
+        try:
+            problems += ld.close()
+        except Exception as exc:  # keep closing the others
+            problems.append(f"closing the fake lightningd failed: {exc!r}")
     if problems:
         text = "teardown found problems:\n  " + "\n  ".join(problems)
         if request.node.get_closest_marker("xfail"):
@@ -72,9 +75,11 @@ def shared_ld() -> Iterator[FakeLightningd]:
     Such tests compare against what they saw before (``len(ld.sent)``), not against empty lists.
     """
     ld = FakeLightningd(peers=default_peers())
-    ld.start()
-    yield ld
-    problems = ld.close()
+    try:
+        ld.start()
+        yield ld
+    finally:
+        problems = ld.close()
     if problems:
         pytest.fail("teardown found problems:\n  " + "\n  ".join(problems))
 

@@ -14,8 +14,10 @@ What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
   ``lightning-dir``, ``rpc-file``, ``startup``, ``network`` and ``feature_set``
   (plugin_populate_init_request). ``{"disable": reason}`` in the answer makes
   lightningd SIGKILL the plugin (plugin_kill).
-* Notifications: ``{"jsonrpc":"2.0","method":T,"params":{T:{...}}}``, including
-  ``shutdown`` (``{"shutdown":{}}``, notify_plugin_shutdown).
+* Notifications: ``{"jsonrpc":"2.0","method":T,"params":{T:{...}}}``, sent only to a
+  plugin that subscribed to T and finished init (plugin_single_notify). At shutdown a
+  subscriber gets ``shutdown`` (``{"shutdown":{}}``) and 30 s to exit; any other plugin
+  is killed at once (shutdown_plugins).
 * The JSON-RPC socket ``<lightning-dir>/lightning-rpc`` serves any number of requests
   per connection and ends each answer with ``"\\n\\n"``. ``sendcustommsg`` first runs
   the ``rpc_command`` hook of every plugin that registered it, over that plugin's
@@ -26,7 +28,12 @@ What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
   internal, peer known, peer connected (lightningd/connect_control.c). It does *not*
   check hex or length; a message that would reach connectd empty or truncated (which
   aborts connectd and the node, cln-facts §1.3) is recorded in :attr:`fatal` so the
-  test fails at teardown.
+  test fails at teardown. Like lightningd it reads ``msg`` from the raw JSON token
+  (escapes included) and forwards the raw tokens to the hook (:class:`RawStr`).
+* It kills a plugin whose log notification has no string ``message`` or an unknown
+  ``level``, drops notifications to topics the manifest did not declare, and
+  ``fatal()``s on any custommsg hook answer but ``{"result": "continue"}``: all of
+  these are reported by :meth:`FakeLightningd.problems` at teardown.
 
 Nothing here imports the plugin's own code: the expectations are independent of it.
 """
@@ -36,6 +43,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import json
+import json.scanner
 import os
 import re
 import shutil
@@ -51,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_PATH = REPO_ROOT / "plugin.py"
+# CUSTOMMSG_PLUGIN=/elsewhere/plugin.py runs the tier against another copy (an older commit, say).
+PLUGIN_PATH = Path(os.environ.get("CUSTOMMSG_PLUGIN") or REPO_ROOT / "plugin.py")
 
 CLN_VERSION = "v26.06-258-g090f4b0e6"
 OWN_ID = "02eec7245d6b7d2ccb30380bfbe2a3648cd7a942653f5aa340edcea1f283686619"
@@ -75,7 +84,8 @@ INTERNAL_TYPES = {
     265: "WIRE_GOSSIP_TIMESTAMP_FILTER", 513: "WIRE_ONION_MESSAGE",
 }
 
-# What lightningd v26.06 puts in init's configuration.feature_set (hex per place).
+# init's configuration.feature_set: lightningd's keys (common/features.c feature_place_names),
+# with representative hex values (the plugin does not use them).
 FEATURE_SET = {
     "init": "08a0880a8a59a1",
     "node": "88a0880a8a59a1",
@@ -98,6 +108,42 @@ _NODE_ID = re.compile(r"^0[23][0-9a-fA-F]{64}$")
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 
 DEFAULT_TIMEOUT = 10.0
+
+
+class RawStr(str):
+    """A JSON string value that remembers how it was written (``raw``, quotes and escapes included).
+
+    lightningd keeps the raw token: it forwards it unchanged to the rpc_command hook
+    (json_add_tok) and hex-decodes ``msg`` from its raw characters, escapes and all.
+    """
+
+    raw: str
+
+
+class _RawStringDecoder(json.JSONDecoder):
+    def __init__(self) -> None:
+        super().__init__()
+        plain = self.parse_string
+
+        def parse_string(text: str, end: int, strict: bool) -> tuple[str, int]:
+            value, new_end = plain(text, end, strict)
+            marked = RawStr(value)
+            marked.raw = text[end - 1 : new_end]
+            return marked, new_end
+
+        self.parse_string = parse_string  # type: ignore[assignment]
+        self.scan_once = json.scanner.py_make_scanner(self)  # the C scanner ignores parse_string
+
+
+def dumps_raw(value: Any) -> str:
+    """JSON text for ``value``, writing each :class:`RawStr` exactly as it was received."""
+    if isinstance(value, RawStr):
+        return value.raw
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {dumps_raw(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(dumps_raw(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 class ProtocolError(AssertionError):
@@ -240,7 +286,7 @@ class RpcServer:
             threading.Thread(target=self._serve, args=(conn, number), name=f"fake-rpc-{number}", daemon=True).start()
 
     def _serve(self, conn: socket.socket, number: int) -> None:
-        decoder = json.JSONDecoder()
+        decoder = _RawStringDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may be split across reads
         buffer = ""
         try:
@@ -308,12 +354,13 @@ class FakeLightningd:
         self.fatal: list[str] = []  # what would have brought the real node down
         self.harness_errors: list[str] = []
         self.rpc_command_answers: list[dict[str, Any]] = []  # every rpc_command hook answer
-        self.custommsg_answers: list[Any] = []  # every custommsg hook answer (result or error)
+        self.custommsg_answers: list[Any] = []  # every custommsg hook answer (result or error), recorded on arrival
         self.listpeers_calls: list[Any] = []
         # (caller's request, hook answer) for each sendcustommsg that ran our rpc_command hook
         self.send_hooks: list[tuple[dict[str, Any], Any]] = []
         # Set to an unset Event to hold sendcustommsg calls until it is set.
         self.send_gate: threading.Event | None = None
+        self.send_gate_left: int | None = None  # how many more calls the gate catches (None: all)
         self.sends_waiting = 0
         # Hang up on the next N sendcustommsg requests without answering them.
         self.hangup_sendcustommsg = 0
@@ -335,6 +382,7 @@ class FakeLightningd:
         self.init_result: Any = None
         self.exits: list[tuple[int | None, bool]] = []  # (returncode, shutdown was sent first)
         self._shutdown_sent = False
+        self._init_done = False
         self._reaped: set[int] = set()
         self.allow_log_errors = False  # tracebacks / "broken" logs are failures unless allowed
         self.allowed_logs: list[str] = []  # ... or unless they contain one of these
@@ -355,6 +403,7 @@ class FakeLightningd:
             env=environ,
         )
         self._shutdown_sent = False
+        self._init_done = False
         threading.Thread(target=self._read_stdout, args=(self.proc,), name="fake-ld-stdout", daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.proc,), name="fake-ld-stderr", daemon=True).start()
 
@@ -367,15 +416,29 @@ class FakeLightningd:
     ) -> Any:
         """Launch the plugin, then getmanifest and init as lightningd does; returns init's result."""
         self.launch()
+        self.getmanifest(allow_deprecated_apis)
+        return self.init(options, startup, expect_disable)
+
+    def getmanifest(self, allow_deprecated_apis: bool = False) -> dict[str, Any]:
         self.manifest = self.call("getmanifest", {"allow-deprecated-apis": allow_deprecated_apis}, prefix=None)
+        assert isinstance(self.manifest, dict)
+        return self.manifest
+
+    def init(self, options: dict[str, Any] | None = None, startup: bool = True, expect_disable: bool = False) -> Any:
+        """Send init; a plugin that disables itself is killed, as lightningd does (plugin_kill)."""
         result = self.call("init", self.init_params(options, startup), prefix=None)
         self.init_result = result
         if isinstance(result, dict) and "disable" in result:
             assert expect_disable, f"the plugin disabled itself: {result['disable']}"
-            self.kill()  # lightningd: plugin_kill(..., "disabled itself at init: ...") = SIGKILL
+            self.kill()
         else:
             assert not expect_disable, f"expected the plugin to disable itself, init answered {result!r}"
+            self._init_done = True
         return result
+
+    def subscribed(self, topic: str) -> bool:
+        subscriptions = (self.manifest or {}).get("subscriptions", [])
+        return topic in subscriptions or "*" in subscriptions
 
     def init_params(self, options: dict[str, Any] | None = None, startup: bool = True) -> dict[str, Any]:
         """init's params: each option as lightningd would pass it (defaults unless overridden)."""
@@ -405,17 +468,26 @@ class FakeLightningd:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 5.0) -> int | None:
-        """Send the shutdown notification and wait for the plugin to exit (kill it after ``timeout``)."""
+        """End the plugin as lightningd's shutdown does; returns its exit code.
+
+        A plugin subscribed to ``shutdown`` gets the notification and ``timeout`` seconds
+        (lightningd: 30) to exit before it is killed; any other is killed at once.
+        """
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
-            self.notify("shutdown", {"shutdown": {}})
             self._shutdown_sent = True
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if self._init_done and self.subscribed("shutdown"):
+                # shutdown_plugins: only a subscriber that finished init is told, and given 30 s.
+                self.notify("shutdown", {"shutdown": {}})
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            else:
+                proc.kill()  # everyone else is freed (killed) at once
                 proc.wait()
         self._reap(proc)
         return proc.returncode
@@ -448,12 +520,13 @@ class FakeLightningd:
         if proc.pid in self._reaped:
             return
         self._reaped.add(proc.pid)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            try:
-                if stream is not None:
-                    stream.close()
-            except (OSError, ValueError):
-                pass
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        # stdout and stderr are closed by their reader threads at EOF: closing them here could
+        # hand their descriptor numbers to the next process's pipes while a read is pending.
         self.exits.append((proc.returncode, self._shutdown_sent))
         with self._cond:
             for pending in list(self._pending.values()):
@@ -501,6 +574,7 @@ class FakeLightningd:
                     break
                 text = text[end:]
                 self._route(obj)
+        proc.stdout.close()
         if text.strip():
             self.unexpected.append(("trailing output", text[:200]))
         # The plugin is gone: nobody will answer what is still pending (lightningd: error -4).
@@ -517,6 +591,7 @@ class FakeLightningd:
         assert proc.stderr is not None
         for chunk in iter(lambda: proc.stderr.read1(1 << 16), b""):  # type: ignore[union-attr]
             self.stderr += chunk
+        proc.stderr.close()
 
     def _route(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -528,6 +603,8 @@ class FakeLightningd:
                 if pending is None:
                     self.unexpected.append(("answer to nothing", obj))
                 else:
+                    if pending.method == "custommsg":  # lightningd fatal()s on anything but continue
+                        self.custommsg_answers.append(obj.get("result", {"error": obj.get("error")}))
                     pending._resolve(obj)
                 self._cond.notify_all()
             return
@@ -545,9 +622,10 @@ class FakeLightningd:
     # -- talking to the plugin --------------------------------------------------
 
     def _write(self, obj: dict[str, Any]) -> None:
-        self._write_raw(json.dumps(obj))
+        self.write_raw(json.dumps(obj))
 
-    def _write_raw(self, text: str) -> None:
+    def write_raw(self, text: str) -> None:
+        """Write ``text`` and the blank line that ends every message lightningd sends."""
         proc = self.proc
         if proc is None or proc.stdin is None or proc.poll() is not None:
             raise ProtocolError(f"plugin is not running (exit code {proc.returncode if proc else None})")
@@ -563,9 +641,10 @@ class FakeLightningd:
         """Send a request to the plugin now; wait for the answer later."""
         n = next(self._ids)
         request_id = f"cln:{method}#{n}" if prefix is None else f"{prefix}:{method}#{n}/cln:{method}#{n}"
-        return self._send_request(method, params, request_id)
+        return self.send_request(method, params, request_id)
 
-    def _send_request(self, method: str, params: Any, request_id: str) -> PendingCall:
+    def send_request(self, method: str, params: Any, request_id: str) -> PendingCall:
+        """A request with an id of the caller's choosing (hooks use lightningd's own id forms)."""
         return self.start_call_raw(method, json.dumps({} if params is None else params), request_id)
 
     def start_call_raw(self, method: str, params_json: str, request_id: str | None = None) -> PendingCall:
@@ -577,7 +656,7 @@ class FakeLightningd:
         with self._cond:
             self._pending[request_id] = pending
         head = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method})[:-1]
-        self._write_raw(f'{head}, "params": {params_json}}}')
+        self.write_raw(f'{head}, "params": {params_json}}}')
         return pending
 
     def call(
@@ -590,31 +669,39 @@ class FakeLightningd:
         """Send a request that must fail; returns the error."""
         return self.start_call(method, params).error(timeout)
 
-    def notify(self, method: str, params: Any) -> None:
+    def notify(self, method: str, params: Any, force: bool = False) -> None:
+        """A notification; like lightningd, only to a plugin that subscribed and finished init (unless forced)."""
+        if not force and not (self._init_done and self.subscribed(method)):
+            return
         self._write({"jsonrpc": "2.0", "method": method, "params": params})
 
     # hooks, as lightningd calls them
 
     def start_custommsg(self, peer_id: str, payload: str) -> PendingCall:
         n = next(self._ids)
-        return self._send_request("custommsg", {"payload": payload, "peer_id": peer_id}, f"cln:custommsg#{n}")
+        return self.send_request("custommsg", {"payload": payload, "peer_id": peer_id}, f"cln:custommsg#{n}")
 
     def custommsg(self, peer_id: str, payload: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """A message from ``peer_id`` arrives: the custommsg hook; returns (and records) its answer."""
         pending = self.start_custommsg(peer_id, payload)
         response = pending.wait_response(timeout)
-        answer = response.get("result", {"error": response.get("error")})
-        self.custommsg_answers.append(answer)
-        return answer
+        return response.get("result", {"error": response.get("error")})
 
     def rpc_command(self, params: Any, method: str = "sendcustommsg", caller_id: str = "cli:sendcustommsg#1",
-                    timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """The rpc_command hook, as lightningd calls it for a caller's request."""
+                    timeout: float = DEFAULT_TIMEOUT, params_json: str | None = None) -> Any:
+        """The rpc_command hook, as lightningd calls it for a caller's request.
+
+        ``params_json`` gives the caller's params as raw JSON text (escapes, huge numbers);
+        :class:`RawStr` values in ``params`` are forwarded as they were written.
+        """
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": caller_id, "method": method}
-        if params is not None:
-            request["params"] = params
+        text = dumps_raw(request)[:-1]
+        if params_json is not None:
+            text += f", \"params\": {params_json}"
+        elif params is not None:
+            text += f", \"params\": {dumps_raw(params)}"
         n = next(self._ids)
-        pending = self._send_request("rpc_command", {"rpc_command": request}, f"{caller_id}/cln:rpc_command#{n}")
+        pending = self.start_call_raw("rpc_command", f'{{"rpc_command": {text}}}}}', f"{caller_id}/cln:rpc_command#{n}")
         response = pending.wait_response(timeout)
         answer = response.get("result", {"error": response.get("error")})
         self.rpc_command_answers.append(answer)
@@ -638,6 +725,14 @@ class FakeLightningd:
             self.peers[peer_id] = {"connected": False}
         if notify:
             self.notify("disconnect", {"disconnect": {"id": peer_id}})
+
+    def hold_sends(self, count: int | None = None) -> threading.Event:
+        """Hold the next ``count`` sendcustommsg calls (all, if None) in lightningd until the Event is set."""
+        gate = threading.Event()
+        with self._cond:
+            self.send_gate = gate
+            self.send_gate_left = count
+        return gate
 
     # observing
 
@@ -701,11 +796,17 @@ class FakeLightningd:
         return "error", node_error(JSONRPC2_METHOD_NOT_FOUND, f"Unknown command '{method}'")
 
     def _sendcustommsg(self, params: Any, request: dict[str, Any]) -> tuple[str, Any] | None:
-        gate = self.send_gate
-        if gate is not None:
-            with self._cond:
+        with self._cond:
+            gate = self.send_gate
+            if gate is not None and self.send_gate_left is not None:
+                if self.send_gate_left <= 0:
+                    gate = None
+                else:
+                    self.send_gate_left -= 1
+            if gate is not None:
                 self.sends_waiting += 1
                 self._cond.notify_all()
+        if gate is not None:
             gate.wait(DEFAULT_TIMEOUT)
             with self._cond:
                 self.sends_waiting -= 1
@@ -737,16 +838,21 @@ class FakeLightningd:
         node_id, msg = params.get("node_id"), params.get("msg")
         if node_id is None:
             return "error", node_error(JSONRPC2_INVALID_PARAMS, "missing required parameter: node_id")
-        if not isinstance(node_id, str) or not _NODE_ID.match(node_id):
+        raw_id = node_id.raw[1:-1] if isinstance(node_id, RawStr) else node_id  # parsed from the raw token
+        if not isinstance(raw_id, str) or not _NODE_ID.match(raw_id):
             return "error", node_error(
-                JSONRPC2_INVALID_PARAMS, f"node_id: should be a node id: invalid token '{node_id}'"
+                JSONRPC2_INVALID_PARAMS, f"node_id: should be a node id: invalid token '{raw_id}'"
             )
         if msg is None:
             return "error", node_error(JSONRPC2_INVALID_PARAMS, "missing required parameter: msg")
-        text = str(msg) if isinstance(msg, (str, int)) and not isinstance(msg, bool) else None
+        if isinstance(msg, RawStr):
+            text: str | None = msg.raw[1:-1]  # lightningd hex-decodes the raw token
+        else:
+            text = str(msg) if isinstance(msg, int) and not isinstance(msg, bool) else None
         if text is None or not _HEX.match(text) or len(text) % 2 or not text or len(text) // 2 >= 65536:
             # param_bin_from_hex lets it through; connectd then gets an empty or truncated message.
-            self.fatal.append(f"sendcustommsg with msg {str(msg)[:40]!r} ({len(str(msg))} chars) reached lightningd")
+            shown = msg.raw if isinstance(msg, RawStr) else repr(msg)
+            self.fatal.append(f"sendcustommsg with msg {shown[:40]} ({len(shown)} chars) reached lightningd")
             blob = b""
         else:
             blob = bytes.fromhex(text)
@@ -812,10 +918,11 @@ class FakeLightningd:
 
     def close(self) -> list[str]:
         """Stop the plugin and the RPC server; return :meth:`problems`."""
-        if self.proc is not None:
-            self.stop()
-        self.rpc.stop()
-        problems = self.problems()
-        if self.own_dir:
-            shutil.rmtree(self.lightning_dir, ignore_errors=True)
-        return problems
+        try:
+            if self.proc is not None:
+                self.stop()
+            self.rpc.stop()
+            return self.problems()
+        finally:
+            if self.own_dir:
+                shutil.rmtree(self.lightning_dir, ignore_errors=True)

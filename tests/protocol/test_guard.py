@@ -89,7 +89,7 @@ def test_guard_continues(shared_ld: FakeLightningd, form: str, params: dict[str,
 def test_guard_without_params(ld: FakeLightningd) -> None:
     """A request with no params member at all, or params null, continues (lightningd reports it)."""
     assert ld.rpc_command(None) == {"result": "continue"}
-    answer = ld._send_request(
+    answer = ld.send_request(
         "rpc_command",
         {"rpc_command": {"jsonrpc": "2.0", "id": "x", "method": "sendcustommsg", "params": None}},
         "x/cln:rpc_command#99",
@@ -160,3 +160,35 @@ def test_guard_huge_json_number(shared_ld: FakeLightningd) -> None:
     err = ld.start_call_raw("custommsg-send", f'{{"node_id": "{PEER_A}", "msg": {digits}}}').error(timeout=5)
     assert err.code == 3304
     assert ld.running()
+
+
+ESCAPED = [
+    # (params as raw JSON text, error code): valid-looking once decoded, invalid hex to lightningd
+    (f'{{"node_id": "{PEER_A}", "msg": "\\u0038001"}}', 3302),
+    (f'["{PEER_A}", "8001\\u0061\\u0061"]', 3302),
+    (f'{{"node_id": "\\u0030{PEER_A[1:]}", "msg": "8001"}}', 3300),
+]
+
+
+@pytest.mark.parametrize(("params_json", "code"), ESCAPED, ids=["msg-object", "msg-array", "node-id"])
+def test_guard_refuses_json_escapes(shared_ld: FakeLightningd, params_json: str, code: int) -> None:
+    """lightningd hex-decodes msg from the raw JSON token: a msg written with escapes is invalid hex to it."""
+    answer = shared_ld.rpc_command(None, params_json=params_json)
+    assert answer["return"]["error"]["code"] == code, answer
+
+
+def test_escaped_msg_end_to_end(ld: FakeLightningd) -> None:
+    """A client's sendcustommsg with an escaped msg is refused by the guard and never reaches connectd."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(ld.rpc.path)
+    sock.sendall(('{"jsonrpc":"2.0","id":"cli:sendcustommsg#5","method":"sendcustommsg",'
+                  f'"params":{{"node_id":"{PEER_A}","msg":"\\u0038001aa"}}}}').encode())
+    buffer = b""
+    while b"\n\n" not in buffer:
+        chunk = sock.recv(65536)
+        assert chunk
+        buffer += chunk
+    sock.close()
+    reply = json.loads(buffer.split(b"\n\n")[0])
+    assert reply["error"]["code"] == 3302
+    assert ld.sent == [] and ld.fatal == []

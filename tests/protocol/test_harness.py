@@ -60,3 +60,12 @@ def test_fake_flags_node_killing_messages(make_ld: MakeLd) -> None:
     assert json.loads(reply)["result"]["status"] == "Message sent to connectd for delivery"
     assert len(ld.fatal) == 1
     ld.fatal.clear()  # expected here
+
+
+def test_flags_non_continue_custommsg_answer(make_ld: MakeLd) -> None:
+    """A custommsg hook answer other than {"result": "continue"} is reported at teardown (lightningd would exit)."""
+    ld = make_ld(start=False, plugin_path=Path(__file__).parent / "plugins" / "bad_hook.py")
+    ld.start()
+    assert ld.custommsg(PEER_A, "8001") is None
+    assert any("custommsg hook answered None" in p for p in ld.problems())
+    ld.custommsg_answers.clear()  # expected here

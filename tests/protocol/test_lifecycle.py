@@ -11,7 +11,7 @@ import time
 import pytest
 
 from .conftest import PEER_A, MakeLd
-from .harness import PLUGIN_PATH, REPO_ROOT, FakeLightningd, wait_for
+from .harness import PLUGIN_PATH, FakeLightningd, wait_for
 
 
 @pytest.mark.parametrize("version", ["v25.09", "v24.11.2", "v0.12.1"])
@@ -42,8 +42,8 @@ def test_dynamic_start(make_ld: MakeLd) -> None:
     """``plugin start`` at runtime: init with startup=false works the same, and sees peers already connected."""
     ld = make_ld(start=False)
     ld.launch()
-    ld.manifest = ld.call("getmanifest", {"allow-deprecated-apis": True}, prefix=None)
-    assert ld.call("init", ld.init_params(startup=False), prefix=None) is None
+    ld.getmanifest(allow_deprecated_apis=True)
+    assert ld.init(startup=False) is None
     # allow-deprecated-apis=true: pyln adds the old "payload" copy to notifications; they still work.
     ld.connect_peer(PEER_A)
     assert ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8001"}, timeout=3)["status"] == "sent"
@@ -113,19 +113,29 @@ def test_corrupt_database_disables(make_ld: MakeLd) -> None:
     assert "cannot open the custommsg database" in result["disable"]
 
 
-VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python3"
+PLUGIN_VENV = PLUGIN_PATH.parent / ".venv"
 
 
 @pytest.mark.skipif(
-    not (VENV_PYTHON.exists() and os.path.realpath(sys.prefix) == os.path.realpath(REPO_ROOT / ".venv")),
-    reason="needs the project's .venv (make install)",
+    not ((PLUGIN_VENV / "bin" / "python3").exists() and os.path.realpath(sys.prefix) == os.path.realpath(PLUGIN_VENV)),
+    reason="needs the project's .venv beside plugin.py (make install), and the tests running in it",
 )
 def test_started_as_lightningd_does(make_ld: MakeLd) -> None:
     """lightningd executes plugin.py itself (shebang, system python3 first on PATH): it moves into the venv."""
     assert os.stat(PLUGIN_PATH).st_mode & stat.S_IXUSR
     ld = make_ld(start=False)
     ld.launch(argv=[str(PLUGIN_PATH)], env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""})
-    ld.manifest = ld.call("getmanifest", {"allow-deprecated-apis": False}, prefix=None)
-    assert ld.call("init", ld.init_params(), prefix=None) is None
+    ld.getmanifest()
+    assert ld.init() is None
     assert ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8001"}, timeout=3)["status"] == "sent"
     wait_for(lambda: ld.sent, timeout=3)
+
+
+def test_survives_unparsable_input(ld: FakeLightningd) -> None:
+    """A request it cannot parse does not end the plugin (which would also drop the sendcustommsg guard)."""
+    ld.allowed_logs.append("cannot handle a request")
+    ld.allow_log_errors = True  # the plugin logs the parse error's traceback at warn
+    ld.write_raw('{"jsonrpc": "2.0", "id": "cli:x#1", "method": "custommsg-list", "params": {nonsense')
+    ld.write_raw('["not", "an", "object"]')
+    assert ld.call("custommsg-list", timeout=3) == {"messages": []}
+    assert ld.rpc_command({"node_id": PEER_A, "msg": "zz"})["return"]["error"]["code"] == 3302
