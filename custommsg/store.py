@@ -293,21 +293,16 @@ class Store:
         return StoredMessage(created_index, peer_id, msg_type, payload, received_at), dropped
 
     @staticmethod
-    def _filters(peer_id: str | None, msg_type: int | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if peer_id is not None:
-            clauses.append("peer_id = ?")
-            args.append(bytes.fromhex(peer_id))
-        if msg_type is not None:
-            clauses.append("type = ?")
-            args.append(msg_type)
-        return " AND ".join(clauses), args
+    def _filters(peer_id: str | None, **columns: Any) -> tuple[str, list[Any]]:
+        """``WHERE`` clauses for the filters that are given (``None`` means any)."""
+        given = {"peer_id": None if peer_id is None else bytes.fromhex(peer_id), **columns}
+        given = {column: value for column, value in given.items() if value is not None}
+        return " AND ".join(f"{column} = ?" for column in given), list(given.values())
 
     def list_messages(
         self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL
     ) -> list[StoredMessage]:
-        where, args = self._filters(peer_id, msg_type)
+        where, args = self._filters(peer_id, type=msg_type)
         where = " AND ".join(filter(None, [where, "created_index >= ?"]))
         limit = -1 if page.limit is None else page.limit
         rows = self._read(
@@ -343,7 +338,7 @@ class Store:
         Reading needs no write, so this answers while the database cannot be
         written, which is when the storage-error counts matter most.
         """
-        where, args = self._filters(peer_id, msg_type)
+        where, args = self._filters(peer_id, type=msg_type)
         with self._lock:
             rows = self._read(
                 "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {where}" if where else ""), args
@@ -393,21 +388,13 @@ class Store:
     def list_outbox(
         self, peer_id: str | None = None, status: str | None = None, page: Page = ALL
     ) -> list[OutboxEntry]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if peer_id is not None:
-            clauses.append("peer_id = ?")
-            args.append(bytes.fromhex(peer_id))
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(status)
+        where, args = self._filters(peer_id, status=status)
         column = "id" if page.index == "created" else "updated_index"
-        clauses.append(f"{column} >= ?")
-        args.append(page.start)
+        where = " AND ".join(filter(None, [where, f"{column} >= ?"]))
         limit = -1 if page.limit is None else page.limit
         rows = self._read(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {' AND '.join(clauses)} ORDER BY {column} LIMIT ?",
-            [*args, limit],
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY {column} LIMIT ?",
+            [*args, page.start, limit],
         )
         return [_outbox(r) for r in rows]
 

@@ -19,19 +19,7 @@ from custommsg.paging import Page
 from custommsg.store import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Store
 from custommsg.wire import Message
 
-A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
-B = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from .helpers import A, B, Clock
 
 
 class Recorder:

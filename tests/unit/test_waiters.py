@@ -9,16 +9,7 @@ import pytest
 from custommsg.store import StoredMessage
 from custommsg.waiters import Waiter, WaiterRegistry
 
-A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
-B = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from .helpers import A, B, Clock
 
 
 class Outcomes:
