@@ -115,6 +115,11 @@ def _msg_type(value: Any, name: str = "type") -> int:
     return value
 
 
+def _optional(value: Any, parse: Callable[[Any], Any]) -> Any:
+    """A filter parameter: ``None`` when not given, else parsed (and so checked)."""
+    return None if value is None else parse(value)
+
+
 def native_error(exc: RpcError, peer_id: str) -> CustomMsgError:
     """Map an error of native sendcustommsg (connect_control.c) to our codes."""
     message = str(exc.error.get("message", ""))
@@ -733,8 +738,8 @@ class CustomMsgPlugin:
         """List stored messages, oldest first; paginate with {index}=created, {start} and {limit}."""
         assert self.store is not None
         page = parse_page(index, start, limit)
-        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
-        msg_type = None if type is None else _msg_type(type)
+        peer = _optional(peer_id, lambda v: parse_node_id(v, "peer_id"))
+        msg_type = _optional(type, _msg_type)
         return {"messages": [m.to_json() for m in self.store.list_messages(peer, msg_type, page)]}
 
     def wait(
@@ -746,8 +751,8 @@ class CustomMsgPlugin:
         """
         assert self.store is not None
         start = parse_uint("nextvalue", nextvalue, U64_MAX)
-        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
-        msg_type = None if type is None else _msg_type(type)
+        peer = _optional(peer_id, lambda v: parse_node_id(v, "peer_id"))
+        msg_type = _optional(type, _msg_type)
         seconds = None if timeout is None else _seconds(timeout, "timeout", allow_zero=True)
         found = self.store.first_message(start, peer, msg_type)
         if found is not None:
@@ -797,8 +802,8 @@ class CustomMsgPlugin:
     def stats(self, request: Request, peer_id: Any = None, type: Any = None) -> Any:
         """Messages sent, received, stored and dropped, per peer and type: this session and in total."""
         assert self.store is not None
-        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
-        msg_type = None if type is None else _msg_type(type)
+        peer = _optional(peer_id, lambda v: parse_node_id(v, "peer_id"))
+        msg_type = _optional(type, _msg_type)
         totals = self.store.counters(peer, msg_type)
         session: dict[tuple[str, int], Counter[str]] = {}
         with self._count_lock:
@@ -857,7 +862,7 @@ class CustomMsgPlugin:
         """List outbox entries (queued, sending, sent, expired, cancelled, failed); paginate like listforwards."""
         assert self.store is not None
         page = parse_page(index, start, limit, ("created", "updated"))
-        peer = None if peer_id is None else parse_node_id(peer_id, "peer_id")
+        peer = _optional(peer_id, lambda v: parse_node_id(v, "peer_id"))
         if status is not None and status not in OUTBOX_STATUSES:
             raise ValidationError(
                 errors.INVALID_PARAMETER, f"status must be one of {', '.join(OUTBOX_STATUSES)}", {"param": "status"}
