@@ -30,7 +30,7 @@ def rate(rpc: PersistentRpc, method: str, peer: str, count: int) -> float:
 
 def test_send_rate(node_factory):
     passthrough = str(BENCH_PLUGINS / "passthrough.py")
-    a = bench_node(node_factory, plugin=[str(PLUGIN), passthrough])
+    a = bench_node(node_factory, plugin=[os.environ.get("BENCH_PLUGIN", str(PLUGIN)), passthrough])
     b = bench_node(node_factory, plugin=passthrough)
     receiver = bench_node(node_factory)
     a.connect(receiver)

@@ -1,6 +1,9 @@
 """Benchmarks run on real lightningd nodes, found as the integration tier finds them.
 
 Without lightningd they are skipped with the reason, and `make bench` exits 0.
+BENCH_PLUGIN=/path/to/plugin.py measures another build of the plugin (a profiling
+wrapper, an older checkout) in place of this one; BENCH_ROUNDS, BENCH_PER_ROUND and
+BENCH_INBOX_SIZES size the runs.
 """
 
 from __future__ import annotations
