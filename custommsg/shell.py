@@ -196,6 +196,18 @@ class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no typ
                     if events & selectors.EVENT_WRITE and self.async_rpc.sock is not None:
                         self.async_rpc.flush()
 
+    def _exec_func(self, func: Callable[..., Any], request: Request) -> Any:
+        try:
+            return super()._exec_func(func, request)
+        except TypeError as exc:
+            # Our methods catch everything they raise, so a TypeError here is pyln
+            # binding the parameters: a missing, unknown or extra one. lightningd
+            # answers that with -32602, and so do we (pyln: -32600 and a traceback).
+            if not request.method.startswith("custommsg-"):
+                raise
+            answer_error(request, CustomMsgError(errors.JSONRPC_INVALID_PARAMS, f"{request.method}: {exc}"))
+            return None
+
     def _dispatch_one(self, message: bytes) -> None:
         if not message.strip():
             return

@@ -308,3 +308,22 @@ def test_many_large_sends(ld: FakeLightningd) -> None:
     calls = [ld.start_call("custommsg-send", {"node_id": PEER_A, "msg": m}) for m in messages]
     assert all(c.result(timeout=20)["length"] == 65535 for c in calls)
     assert ld.sent_to(PEER_A) == messages
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"node_id": PEER_A}, "missing a required argument: 'msg'"),
+        ({"node_id": PEER_A, "msg": "8001", "nodeid": PEER_A}, "unexpected keyword argument 'nodeid'"),
+        ([PEER_A, "8001", False, False, None, "extra"], "too many positional arguments"),
+    ],
+    ids=["missing", "unknown", "too-many"],
+)
+def test_parameter_binding_errors_are_invalid_params(shared_ld: FakeLightningd, params: Any, words: str) -> None:
+    """A missing, misspelt or extra parameter is -32602, as lightningd answers it, with no traceback logged."""
+    ld = shared_ld
+    before = len(ld.sent)
+    err = ld.call_error("custommsg-send", params)
+    assert err.code == -32602
+    assert words in err.error["message"] and "traceback" not in err.error
+    assert len(ld.sent) == before
