@@ -2,14 +2,16 @@
 
 Threads, and why:
 
-* pyln's main loop reads lightningd's requests one at a time. It runs every hook
-  and every quick method, so the custommsg hook is answered without waiting on
-  anything slow.
-* One *sender* thread makes every call to native ``sendcustommsg``, over one
-  long-lived RPC connection. It must not be the main thread: our own
-  ``rpc_command`` guard sees our calls, and lightningd waits for the main loop to
-  answer it (cln-facts §5: a synchronous call from the main thread deadlocks). One
-  thread also keeps each peer's messages in order.
+* The *main loop* (:class:`EventLoopPlugin`) waits on lightningd's pipe and on one
+  long-lived RPC socket. It answers both hooks straight from the pipe, runs every
+  method, and sends to connected peers: it writes the ``sendcustommsg`` and goes
+  back to the pipe, where lightningd then asks our own ``rpc_command`` guard about
+  that very call (a plugin that waited for the answer instead would deadlock:
+  cln-facts §5). The answer is handled when it comes back on the socket.
+* One *sender* thread does what may block: draining a peer's outbox, and sends to a
+  peer our connection state does not know (it asks lightningd with ``listpeers``
+  first). While it has work for a peer, later sends to that peer queue behind it,
+  so each peer's messages keep their order.
 * One *timer* thread ends waits and requests at their deadline and marks expired
   outbox entries.
 
@@ -295,7 +297,11 @@ class CustomMsgPlugin:
             opt_type="string",
             multi=True,
         )
-        p.add_option("custommsg-db", "", "Inbox database file. Default: <lightning-dir>/custommsg/custommsg.sqlite3")
+        p.add_option(
+            "custommsg-db",
+            "",
+            "Inbox database file. Default: custommsg/custommsg.sqlite3 in the node's network directory",
+        )
         p.add_option("custommsg-inbox-max", 100000, "Messages kept in the inbox; the oldest go first", opt_type="int")
         p.add_option("custommsg-peer-rate", "100", "Messages per second one peer may add to the inbox")
         p.add_option("custommsg-peer-burst", 1000, "Messages one peer may add at once above its rate", opt_type="int")
@@ -304,9 +310,9 @@ class CustomMsgPlugin:
 
         # No filters: lightningd reads them from the manifest, before it tells a
         # plugin its options, so they could not follow custommsg-type; and it scans
-        # a filter list linearly for every message (a list of the 32768 custom types
-        # cost more than half the receive rate). One unfiltered hook and a set
-        # lookup here is right for any custommsg-type, and the fastest.
+        # a filter list linearly for every message (a list of every forwarded type
+        # cut the receive rate to 0.37 of a do-nothing hook's). One unfiltered hook
+        # and a set lookup here is right for any custommsg-type, and the fastest.
         p.add_hook("custommsg", self.on_custommsg)
         p.wants_type = lambda msg_type: self.ready and msg_type in self.types
         p.add_hook("rpc_command", self.on_rpc_command, filters=["sendcustommsg"])
