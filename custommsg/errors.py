@@ -69,7 +69,11 @@ class ValidationError(CustomMsgError):
     """The caller asked for something we must refuse (h11's LocalProtocolError)."""
 
 
-class PeerError(CustomMsgError):
+class TransientError(CustomMsgError):
+    """Nothing is wrong with the message itself: the same send may work later."""
+
+
+class PeerError(TransientError):
     """The peer is unknown, or known but not connected."""
 
 

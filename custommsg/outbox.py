@@ -7,7 +7,7 @@ Each entry moves out of ``queued`` exactly once::
     queued --its turn, the peer connected-----> sending
     sending --lightningd took it--------------> sent
     sending --lightningd refused it for good--> failed (with the reason)
-    sending --the peer went away meanwhile----> queued (again, for the next connection)
+    sending --the peer (or lightningd) was gone> queued (again, to try later)
 
 ``sending`` lasts one ``sendcustommsg`` call; it is what keeps a message that is
 being handed over from being cancelled (or the other way round). ``sent`` means
@@ -28,15 +28,15 @@ from .errors import (
     OUTBOX_NOT_FOUND,
     OUTBOX_NOT_QUEUED,
     CustomMsgError,
-    PeerError,
+    TransientError,
 )
 from .paging import Page
 from .store import CANCELLED, EXPIRED, FAILED, QUEUED, SENDING, SENT, OutboxEntry, Store
 from .wire import Message
 
-# Send one message to a peer now. Raises PeerError when the peer is not connected
-# (try again on the next connection) and CustomMsgError when lightningd refused the
-# message itself (it will never go).
+# Send one message to a peer now. Raises TransientError when it may work later (the
+# peer is not connected, lightningd did not answer): the message stays queued; and
+# CustomMsgError when lightningd refused the message itself (it will never go).
 SendFunction = Callable[[str, bytes], None]
 
 
@@ -108,7 +108,7 @@ class Outbox:
                 continue  # cancelled or expired since we listed it
             try:
                 send(peer_id, entry.payload)
-            except PeerError:
+            except TransientError:
                 self.store.transition(entry.id, QUEUED, self.clock(), from_status=SENDING)
                 report.interrupted = True
                 break

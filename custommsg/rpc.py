@@ -99,6 +99,9 @@ class PersistentRpc:
 
 Callback = Callable[[Any, "dict[str, Any] | None"], None]
 
+# Marks the error a callback gets when the connection broke before lightningd answered.
+LOST = "connection_lost"
+
 
 class AsyncRpc:
     """Requests to lightningd whose answers the plugin's own event loop picks up.
@@ -185,4 +188,5 @@ class AsyncRpc:
         if sock is not None:
             sock.close()
         for callback in pending.values():
-            self._run(callback, None, {"code": -1, "message": f"lost the RPC connection to lightningd: {exc}"})
+            # Not an answer from lightningd: the call may never have reached it.
+            self._run(callback, None, {"message": f"lost the RPC connection to lightningd: {exc}", LOST: True})

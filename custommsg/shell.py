@@ -40,12 +40,12 @@ from pyln.client import Plugin
 from pyln.client.plugin import Request, RequestState
 
 from . import __version__, errors
-from .errors import CustomMsgError, PeerError, StorageError, ValidationError
+from .errors import CustomMsgError, PeerError, StorageError, TransientError, ValidationError
 from .guard import check_native_call, loads_marking_escapes
 from .outbox import Outbox
 from .paging import U64_MAX, parse_page, parse_uint
 from .policy import PeerRateLimiter, TypeSelection
-from .rpc import AsyncRpc, PersistentRpc, RpcError
+from .rpc import LOST, AsyncRpc, PersistentRpc, RpcError
 from .store import COUNTER_NAMES, OUTBOX_STATUSES, Store, StoredMessage
 from .waiters import Waiter, WaiterRegistry
 from .wire import Message, check_send_request, decode_hex, parse_node_id
@@ -257,7 +257,7 @@ class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no typ
 
 
 def _unreachable(exc: BaseException) -> CustomMsgError:
-    return CustomMsgError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}", {"reason": "rpc"})
+    return TransientError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}", {"reason": "rpc"})
 
 
 class CustomMsgPlugin:
@@ -499,6 +499,9 @@ class CustomMsgPlugin:
                 self._count(peer_id, message.type, "sent")
                 done(None)
                 return
+            if error.get(LOST):
+                done(_unreachable(ConnectionError(error.get("message"))))
+                return
             failure = native_error(RpcError("sendcustommsg", error), peer_id)
             if isinstance(failure, PeerError):
                 self.connected.discard(peer_id)
@@ -526,6 +529,13 @@ class CustomMsgPlugin:
                 {"peer_id": peer_id},
             )
         self.connected.add(peer_id)
+
+    def _probe_and_deliver(self, peer_id: str) -> None:
+        try:
+            self._check_peer(peer_id)
+        except CustomMsgError:
+            return  # not connected (or lightningd unreachable): the connect notification will come
+        self._deliver(peer_id)
 
     def _deliver(self, peer_id: str) -> None:
         assert self.outbox is not None
@@ -556,6 +566,11 @@ class CustomMsgPlugin:
                     next_sweep = time.monotonic() + SWEEP_INTERVAL
                     for entry in self.outbox.expire_due():
                         self.plugin.log(f"outbox {entry.id} to {entry.peer_id} expired", level="info")
+                    # A delivery cut short (the peer dropped and came back before
+                    # we noticed) would otherwise wait for the next connection.
+                    for peer_id in self.outbox.store.peers_with_queued():
+                        if peer_id in self.connected and not self._sender_busy[peer_id]:
+                            self._put_job(peer_id, functools.partial(self._deliver, peer_id))
             except Exception:
                 self.plugin.log(f"custommsg timer: {traceback.format_exc()}", level="warn")
 
@@ -669,15 +684,17 @@ class CustomMsgPlugin:
         if queued and (peer_id not in self.connected or outbox.has_queued(peer_id)):
             # Behind the messages already waiting, so the peer gets them in order.
             entry = outbox.enqueue(peer_id, message, ttl_seconds)
-            if peer_id in self.connected:
-                self._put_job(peer_id, functools.partial(self._deliver, peer_id))
+            # Connected as far as we know: deliver now. Otherwise ask lightningd,
+            # in case the peer connected before its notification reached us.
+            deliver = self._deliver if peer_id in self.connected else self._probe_and_deliver
+            self._put_job(peer_id, functools.partial(deliver, peer_id))
             return self._send_result("queued", peer_id, message, entry.id)
 
         def done(failure: CustomMsgError | None) -> None:
             if failure is None:
                 answer(request, self._send_result("sent", peer_id, message))
-            elif isinstance(failure, PeerError) and queued:
-                # It went away under us: keep the message for its next connection.
+            elif isinstance(failure, TransientError) and queued:
+                # It went away under us (or lightningd did): keep the message for later.
                 entry = outbox.enqueue(peer_id, message, ttl_seconds)
                 answer(request, self._send_result("queued", peer_id, message, entry.id))
             else:

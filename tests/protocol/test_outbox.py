@@ -384,3 +384,24 @@ def test_killed_during_hand_off(ld: FakeLightningd) -> None:
     sent = ld.sent_to(OFFLINE_PEER)
     assert sent in (["8001aa", "8001bb"], ["8001aa", "8001aa", "8001bb"]), sent
     wait_for(lambda: [e["status"] for e in outbox(ld)] == ["sent", "sent"], timeout=3)
+
+
+def test_queue_for_peer_whose_connect_notification_is_late(ld: FakeLightningd) -> None:
+    """The peer is connected in lightningd but its connect notification has not reached
+    the plugin: a queued message is not left waiting for a connection that already happened."""
+    ld.connect_peer(OFFLINE_PEER, notify=False)
+    result = queue(ld, OFFLINE_PEER, "8001ab")
+    assert result["status"] in ("queued", "sent")
+    wait_for(lambda: ld.sent == [(OFFLINE_PEER, "8001ab")])
+    wait_for(lambda: [e["status"] for e in outbox(ld)] in (["sent"], []))
+
+
+def test_delivery_resumes_when_lightningd_comes_back(ld: FakeLightningd) -> None:
+    """A queued message whose hand-off found lightningd unreachable stays queued (not
+    failed) and goes out on a later sweep while the peer is still connected."""
+    ld.hangup_sendcustommsg = 1  # lightningd drops the connection instead of answering
+    result = queue(ld, PEER_A, "8001cd")
+    assert result["status"] == "queued"
+    assert [e["status"] for e in outbox(ld)] == ["queued"]
+    wait_for(lambda: ld.sent == [(PEER_A, "8001cd")])
+    wait_for(lambda: [e["status"] for e in outbox(ld)] == ["sent"])

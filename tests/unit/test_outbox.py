@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from custommsg import errors
-from custommsg.errors import CustomMsgError, PeerError
+from custommsg.errors import CustomMsgError, PeerError, TransientError
 from custommsg.outbox import Outbox
 from custommsg.paging import Page
 from custommsg.store import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Store
@@ -150,6 +150,16 @@ def test_peer_error_stops_delivery_and_keeps_the_rest_queued(outbox: Outbox, sto
     report = outbox.deliver(A, retry)
     assert retry.calls == [(A, b"\x80\x01\x01"), (A, b"\x80\x01\x02")]
     assert statuses(store) == {1: SENT, 2: SENT, 3: SENT}
+
+
+def test_lightningd_unreachable_keeps_the_message_queued(outbox: Outbox, store: Store) -> None:
+    # given 2 queued; when lightningd does not answer the 1st hand-off; then nothing is failed for good
+    for n in range(2):
+        outbox.enqueue(A, msg(n))
+    unreachable = TransientError(errors.SEND_FAILED, "cannot reach lightningd: EOF", {"reason": "rpc"})
+    report = outbox.deliver(A, Recorder({b"\x80\x01\x00": unreachable}))
+    assert report.interrupted is True and report.failed == []
+    assert statuses(store) == {1: QUEUED, 2: QUEUED}
 
 
 def test_send_failed_marks_failed_and_delivery_continues(outbox: Outbox, store: Store, clock: Clock) -> None:
