@@ -18,6 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 
+def connect_unix(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if len(os.fsencode(path)) < 100:
+        sock.connect(path)
+        return sock
+    # A unix socket path is limited to ~107 bytes; reach a deeper one through its
+    # directory's descriptor, as pyln's UnixSocket does.
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        sock.connect(f"/proc/self/fd/{directory}/{os.path.basename(path)}")
+    finally:
+        os.close(directory)
+    return sock
+
+
 class RpcError(Exception):
     def __init__(self, method: str, error: dict[str, Any]):
         super().__init__(f"{method}: {error.get('message')}")
@@ -39,19 +54,8 @@ class PersistentRpc:
         self._buffer = b""
 
     def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buffer = b""
-        if len(os.fsencode(self.path)) < 100:
-            sock.connect(self.path)
-            return sock
-        # A unix socket path is limited to ~107 bytes; reach a deeper one through
-        # its directory's descriptor, as pyln's UnixSocket does.
-        directory = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
-        try:
-            sock.connect(f"/proc/self/fd/{directory}/{os.path.basename(self.path)}")
-        finally:
-            os.close(directory)
-        return sock
+        return connect_unix(self.path)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -114,7 +118,7 @@ class AsyncRpc:
     """
 
     def __init__(self, path: str, id_prefix: str = "custommsg"):
-        self._connector = PersistentRpc(path, id_prefix)
+        self.path = path
         self.id_prefix = id_prefix
         self._ids = itertools.count(1)
         self.sock: socket.socket | None = None
@@ -131,7 +135,7 @@ class AsyncRpc:
     def call(self, method: str, params: dict[str, Any], callback: Callback) -> None:
         """Queue a request; ``callback(result, error)`` runs when lightningd answers."""
         if self.sock is None:
-            self.sock = self._connector._connect()
+            self.sock = connect_unix(self.path)
             self.sock.setblocking(False)
             self._inbuf = b""
             self.on_socket_change()

@@ -230,7 +230,6 @@ class EventLoopPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no typ
             # plugin (and, for a guard call, let lightningd run it unchecked).
             self.log(f"cannot handle a request from lightningd: {traceback.format_exc()}", level="warn")
 
-
     def _fast_dispatch(self, message: bytes) -> bool:
         call = _HOOK_CALL.match(message)
         if call is None or call[2].decode() not in self.fast_hooks:
@@ -390,9 +389,7 @@ class CustomMsgPlugin:
         if self.outbox.recover():
             plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
         self.ready = True
-        for peer_id in self.store.peers_with_queued() if self.store else []:
-            if peer_id in self.connected:
-                self._put_job(peer_id, functools.partial(self._deliver, peer_id))
+        self._deliver_to_connected()
         plugin.log(
             f"custommsg {__version__}: inbox {self.store.path if self.store else '?'} "
             f"({self.store.inbox_count if self.store else 0} messages), types {','.join(self.types.describe())}, "
@@ -480,13 +477,16 @@ class CustomMsgPlugin:
         try:
             self.sender_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": payload.hex()})
         except RpcError as exc:
-            error = native_error(exc, peer_id)
-            if isinstance(error, PeerError):
-                self.connected.discard(peer_id)
-            raise error from None
+            raise self._native_failure(exc, peer_id) from None
         except (OSError, EOFError) as exc:
             raise _unreachable(exc) from exc
         self._count(peer_id, int.from_bytes(payload[:2], "big"), "sent")
+
+    def _native_failure(self, exc: RpcError, peer_id: str) -> CustomMsgError:
+        failure = native_error(exc, peer_id)
+        if isinstance(failure, PeerError):
+            self.connected.discard(peer_id)  # lightningd knows better than our notifications did
+        return failure
 
     def _send_from_loop(
         self, peer_id: str, message: Message, done: Callable[[CustomMsgError | None], None]
@@ -502,10 +502,7 @@ class CustomMsgPlugin:
             if error.get(LOST):
                 done(_unreachable(ConnectionError(error.get("message"))))
                 return
-            failure = native_error(RpcError("sendcustommsg", error), peer_id)
-            if isinstance(failure, PeerError):
-                self.connected.discard(peer_id)
-            done(failure)
+            done(self._native_failure(RpcError("sendcustommsg", error), peer_id))
 
         try:
             self.plugin.async_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": message.hex()}, on_answer)
@@ -529,6 +526,13 @@ class CustomMsgPlugin:
                 {"peer_id": peer_id},
             )
         self.connected.add(peer_id)
+
+    def _deliver_to_connected(self) -> None:
+        """Start delivery for every connected peer with queued messages and no delivery under way."""
+        assert self.store is not None
+        for peer_id in self.store.peers_with_queued():
+            if peer_id in self.connected and not self._sender_busy[peer_id]:
+                self._put_job(peer_id, functools.partial(self._deliver, peer_id))
 
     def _probe_and_deliver(self, peer_id: str) -> None:
         try:
@@ -568,9 +572,7 @@ class CustomMsgPlugin:
                         self.plugin.log(f"outbox {entry.id} to {entry.peer_id} expired", level="info")
                     # A delivery cut short (the peer dropped and came back before
                     # we noticed) would otherwise wait for the next connection.
-                    for peer_id in self.outbox.store.peers_with_queued():
-                        if peer_id in self.connected and not self._sender_busy[peer_id]:
-                            self._put_job(peer_id, functools.partial(self._deliver, peer_id))
+                    self._deliver_to_connected()
             except Exception:
                 self.plugin.log(f"custommsg timer: {traceback.format_exc()}", level="warn")
 
