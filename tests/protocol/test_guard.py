@@ -104,19 +104,23 @@ def test_guard_other_plugins_calls(ld: FakeLightningd) -> None:
         assert ld.rpc_command({"node_id": PEER_A, "msg": msg}, caller_id=caller) == {"result": "continue"}
 
 
+def raw_request(path: str, request: bytes) -> dict[str, Any]:
+    """One request written on lightningd's socket exactly as given; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        sock.sendall(request)
+        buffer = b""
+        while b"\n\n" not in buffer:
+            chunk = sock.recv(65536)
+            assert chunk, "the connection closed before an answer"
+            buffer += chunk
+    return json.loads(buffer.split(b"\n\n")[0])
+
+
 def test_guard_refusal_reaches_caller(ld: FakeLightningd) -> None:
     """End to end: a client's bad sendcustommsg comes back with the guard's error and never reaches connectd."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(ld.rpc.path)
-    sock.sendall(b'{"jsonrpc":"2.0","id":"cli:sendcustommsg#9","method":"sendcustommsg","params":["'
-                 + PEER_A.encode() + b'","zz"]}')
-    buffer = b""
-    while b"\n\n" not in buffer:
-        chunk = sock.recv(65536)
-        assert chunk
-        buffer += chunk
-    sock.close()
-    reply = json.loads(buffer.split(b"\n\n")[0])
+    request = b'{"jsonrpc":"2.0","id":"cli:sendcustommsg#9","method":"sendcustommsg","params":["'
+    reply = raw_request(ld.rpc.path, request + PEER_A.encode() + b'","zz"]}')
     assert reply["id"] == "cli:sendcustommsg#9"
     assert reply["error"]["code"] == 3302
     assert ld.sent == [] and ld.fatal == []
@@ -179,16 +183,8 @@ def test_guard_refuses_json_escapes(shared_ld: FakeLightningd, params_json: str,
 
 def test_escaped_msg_end_to_end(ld: FakeLightningd) -> None:
     """A client's sendcustommsg with an escaped msg is refused by the guard and never reaches connectd."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(ld.rpc.path)
-    sock.sendall(('{"jsonrpc":"2.0","id":"cli:sendcustommsg#5","method":"sendcustommsg",'
-                  f'"params":{{"node_id":"{PEER_A}","msg":"\\u0038001aa"}}}}').encode())
-    buffer = b""
-    while b"\n\n" not in buffer:
-        chunk = sock.recv(65536)
-        assert chunk
-        buffer += chunk
-    sock.close()
-    reply = json.loads(buffer.split(b"\n\n")[0])
+    request = ('{"jsonrpc":"2.0","id":"cli:sendcustommsg#5","method":"sendcustommsg",'
+               f'"params":{{"node_id":"{PEER_A}","msg":"\\u0038001aa"}}}}')
+    reply = raw_request(ld.rpc.path, request.encode())
     assert reply["error"]["code"] == 3302
     assert ld.sent == [] and ld.fatal == []

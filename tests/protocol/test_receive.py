@@ -7,9 +7,11 @@ this file is checked for that at teardown (conftest).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -331,17 +333,23 @@ def test_database_relative_path(make_ld: MakeLd) -> None:
     assert not os.path.exists(os.path.join(ld.lightning_dir, "custommsg"))
 
 
-def _limit_file_writes(pid: int, limit: int) -> tuple[int, int]:
-    """Make every write past ``limit`` bytes of a regular file fail with EFBIG in ``pid``.
+@contextlib.contextmanager
+def storage_outage(ld: FakeLightningd) -> Iterator[None]:
+    """Inside, every write past the first byte of a regular file fails with EFBIG in the plugin.
 
     Python ignores SIGXFSZ, so SQLite sees the error ("disk I/O error") instead of the
     process dying; pipes (the plugin's stdout) are not affected. Works as root, where
     permissions do not, and on an already-open database, where renaming or replacing the
     file does not (the plugin keeps its open descriptors).
     """
+    assert ld.proc is not None
+    pid = ld.proc.pid
     old = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, old[1]))
-    return old
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, old[1]))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, old)
 
 
 needs_prlimit = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
@@ -352,15 +360,11 @@ def test_database_unusable_at_runtime(ld: FakeLightningd) -> None:
     """When the database cannot be written, the hook still continues, the loss is counted, and storing resumes."""
     ld.allowed_logs.append("cannot store messages")
     ld.custommsg(PEER_A, payload(0x8001, "before"))
-    assert ld.proc is not None
-    old = _limit_file_writes(ld.proc.pid, 1)
-    try:
+    with storage_outage(ld):
         for i in range(3):
             assert ld.custommsg(PEER_A, payload(0x8003, bytes([i]))) == {"result": "continue"}
         assert len(ld.log_lines("cannot store messages")) == 1  # logged once, not per message
         assert [m["text"] for m in messages(ld)] == ["before"]  # reads still work
-    finally:
-        resource.prlimit(ld.proc.pid, resource.RLIMIT_FSIZE, old)
     assert ld.custommsg(PEER_A, payload(0x8005, "after")) == {"result": "continue"}
     assert ld.log_lines("storing messages again")
     assert [m["created_index"] for m in messages(ld)] == [1, 2]
@@ -372,12 +376,8 @@ def test_database_unusable_at_runtime(ld: FakeLightningd) -> None:
 def test_database_error_names_its_cause(ld: FakeLightningd) -> None:
     """The "cannot store messages" log names SQLite's own error, not a secondary rollback failure."""
     ld.allowed_logs.append("cannot store messages")
-    assert ld.proc is not None
-    old = _limit_file_writes(ld.proc.pid, 1)
-    try:
+    with storage_outage(ld):
         ld.custommsg(PEER_A, payload(0x8001))
-    finally:
-        resource.prlimit(ld.proc.pid, resource.RLIMIT_FSIZE, old)
     (line,) = ld.log_lines("cannot store messages")
     assert "cannot rollback" not in line
     assert "disk I/O error" in line
@@ -387,13 +387,9 @@ def test_database_error_names_its_cause(ld: FakeLightningd) -> None:
 def test_stats_during_storage_outage(ld: FakeLightningd) -> None:
     """custommsg-stats, the way to see dropped.storage, still answers while the database cannot be written."""
     ld.allowed_logs.append("cannot store messages")
-    assert ld.proc is not None
-    old = _limit_file_writes(ld.proc.pid, 1)
-    try:
+    with storage_outage(ld):
         ld.custommsg(PEER_A, payload(0x8001))
         stats = ld.call("custommsg-stats")
-    finally:
-        resource.prlimit(ld.proc.pid, resource.RLIMIT_FSIZE, old)
     assert stats["session"]["dropped"]["storage"] == 1
 
 
