@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: install test unit protocol integration lint typecheck check bench clean
+# The oldest pyln-client and pyln-proto pyproject.toml accepts, for `make compat`.
+OLDEST_PYLN := 25.12
+OLDEST_VENV := .venv-oldest
+
+.PHONY: install test unit protocol integration lint typecheck check compat bench clean
 
 install: $(VENV)/.installed
 
@@ -33,8 +37,22 @@ typecheck: install
 
 check: lint typecheck test
 
+# The unit and protocol tiers against the oldest supported pyln-client (`make test`
+# runs them against the newest that pyproject.toml accepts).
+compat: $(OLDEST_VENV)/.installed
+	CUSTOMMSG_VENV=$(OLDEST_VENV) $(OLDEST_VENV)/bin/python -m pytest -ra tests/unit tests/protocol
+
+$(OLDEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet 'pyln-client==$(OLDEST_PYLN).*' 'pyln-proto==$(OLDEST_PYLN).*' \
+		'pytest>=8' 'jsonschema>=4' -e .
+	$(OLDEST_VENV)/bin/python -c 'from importlib.metadata import version as v; \
+		assert v("pyln-client").lstrip("v").startswith("$(OLDEST_PYLN)"), v("pyln-client")'
+	touch $@
+
 bench: install
 	$(VPY) -m pytest -s -q -p no:cacheprovider -o python_files='bench_*.py' bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -9,13 +9,15 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.realpath(__file__))
-VENV_PYTHON = os.path.join(HERE, ".venv", "bin", "python3")
+# CUSTOMMSG_VENV names another environment to run in (the tests' oldest supported pyln-client).
+VENV = os.path.join(HERE, os.environ.get("CUSTOMMSG_VENV") or ".venv")
+VENV_PYTHON = os.path.join(VENV, "bin", "python3")
 
 
 def main() -> None:
     # lightningd runs this file with whatever python3 is first on its PATH; our
     # dependencies live in the project's venv, so move there before importing them.
-    if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(HERE, ".venv")):
+    if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.realpath(__file__), *sys.argv[1:]])
     # lightning-cli sends digits-only hex as a JSON number; a 65536-byte one has
     # 131072 digits, past Python's default limit for int parsing, which would make

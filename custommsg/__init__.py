@@ -1,7 +1,27 @@
 """custommsg: safe, durable custom peer messages for Core Lightning.
 
-The pure core (``wire``, ``guard``, ``policy``, ``paging``, ``store``, ``outbox``,
-``waiters``) does no pyln I/O; ``shell`` binds it to lightningd.
+The layers, top to bottom; a module imports only from layers below its own
+(``tests/unit/test_layers.py`` checks it)::
+
+    shell        wiring: options, hooks, subscriptions, the method table
+    methods      the RPC surface: one function per custommsg-* method
+    events       what lightningd pushes: the two hooks, connect/disconnect/shutdown
+    service      running state; the send path; outbox delivery
+    eventloop    the main loop and the sender and timer threads (who owns what)
+    pyln_seam    every private part of pyln-client used, and a check that each is there
+    rpcclient    JSON-RPC connections to lightningd; what its errors mean
+    --------------------------------------------------- the pure core: no pyln I/O
+    receive      the receive pipeline (type, rate limit, store, notify, wake)
+    stats        counters: this session and in total
+    waiters      parked waits and requests
+    outbox       the outbox's state machine
+    store        SQLite: transactions and queries
+    guard        the verdict on native sendcustommsg calls
+    validate     every rule that accepts or refuses input, options included
+    policy       which types are kept, per-peer rate limits
+    schema       tables, migrations, statuses, row shapes
+    wire         BOLT #1 framing
+    errors       codes and the exception tree
 """
 
 __version__ = "0.1.0"

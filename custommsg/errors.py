@@ -37,6 +37,18 @@ REQUEST_TIMEOUT = 3343
 REQUEST_PEER_DISCONNECTED = 3344
 REPLY_TYPE_NOT_RECEIVED = 3345
 
+# -- JSON-RPC over custom messages (bLIP-50, LSPS0 transport)
+LSPS_PEER_ERROR = 3350  # the peer answered with a JSON-RPC error (data: its code, message, data)
+LSPS_TIMEOUT = 3351
+LSPS_PEER_DISCONNECTED = 3352
+LSPS_PEER_MUTED = 3353  # the peer sent a malformed bLIP-50 message: no 37913 until it reconnects
+LSPS_REQUEST_TOO_LARGE = 3354  # the request does not fit in one message
+LSPS_REQUEST_NOT_FOUND = 3355  # no stored request with that (peer, id)
+LSPS_ALREADY_ANSWERED = 3356
+
+# JSON-RPC's own "invalid request" and "invalid params"; -32600 is what pyln and
+# lightningd answer when a method fails on a bug.
+JSONRPC_INVALID_REQUEST = -32600
 # JSON-RPC's own "invalid params", used exactly where lightningd's list commands
 # use it (pagination: "Can only specify {start} with {index}").
 JSONRPC_INVALID_PARAMS = -32602

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import INVALID_NODE_ID, MSG_NOT_HEX, CustomMsgError, ValidationError
-from .wire import decode_message_hex, parse_node_id
+from .validate import decode_message_hex, parse_node_id
 
 _MISSING = object()
 

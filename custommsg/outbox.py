@@ -30,8 +30,8 @@ from .errors import (
     CustomMsgError,
     TransientError,
 )
-from .paging import Page
-from .store import CANCELLED, EXPIRED, FAILED, QUEUED, SENDING, SENT, OutboxEntry, Store
+from .schema import CANCELLED, EXPIRED, FAILED, QUEUED, SENDING, SENT, OutboxEntry, Page
+from .store import Store
 from .wire import Message
 
 # Send one message to a peer now. Raises TransientError when it may work later (the

@@ -1,4 +1,7 @@
-"""Receive policy: which message types the inbox keeps, and how fast a peer may fill it."""
+"""Receive policy: which message types the inbox keeps, and how fast a peer may fill it.
+
+The option values that configure both are read in ``validate``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .errors import INVALID_PARAMETER, ValidationError
-from .wire import CUSTOM_RANGE, INTERNAL_TYPES
-
-MAX_TYPE = 65535
+from .wire import CUSTOM_RANGE
 
 
 class TypeSelection:
@@ -32,12 +32,6 @@ class TypeSelection:
     def default(cls) -> TypeSelection:
         return cls([(CUSTOM_RANGE.start, CUSTOM_RANGE.stop - 1)])
 
-    @classmethod
-    def parse(cls, specs: Iterable[str | int]) -> TypeSelection:
-        """Parse the values of the repeatable option ``custommsg-type``."""
-        ranges = [parse_type_spec(spec) for spec in specs]
-        return cls(ranges) if ranges else cls.default()
-
     def __contains__(self, msg_type: object) -> bool:
         return isinstance(msg_type, int) and any(lo <= msg_type <= hi for lo, hi in self.ranges)
 
@@ -49,30 +43,6 @@ class TypeSelection:
 
     def __repr__(self) -> str:
         return f"TypeSelection({self.describe()})"
-
-
-def parse_type_spec(spec: str | int) -> tuple[int, int]:
-    """``"40000"`` -> (40000, 40000); ``"40000-40999"`` -> (40000, 40999)."""
-    text = str(spec).strip()
-    low_text, sep, high_text = text.partition("-")
-    try:
-        low = int(low_text, 10)
-        high = int(high_text, 10) if sep else low
-    except ValueError:
-        raise _bad_type_spec(text, "not a number or a range like 40000-40999") from None
-    if not (0 <= low <= MAX_TYPE and 0 <= high <= MAX_TYPE):
-        raise _bad_type_spec(text, f"types are 0 to {MAX_TYPE}")
-    if low > high:
-        raise _bad_type_spec(text, "the range is empty (its start is above its end)")
-    if low == high and low in INTERNAL_TYPES:
-        raise _bad_type_spec(text, f"type {low} ({INTERNAL_TYPES[low]}) never reaches plugins")
-    return low, high
-
-
-def _bad_type_spec(text: str, why: str) -> ValidationError:
-    return ValidationError(
-        INVALID_PARAMETER, f"custommsg-type {text!r}: {why}", {"option": "custommsg-type", "value": text}
-    )
 
 
 @dataclass

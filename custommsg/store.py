@@ -3,8 +3,8 @@
 WAL mode with ``synchronous=NORMAL``: a committed transaction survives the plugin
 or lightningd being killed (only a power loss may take the last few). Every query
 the RPCs make is served by an index, so their cost does not grow with the inbox.
-The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` brings any
-older file up to date, one step at a time, each in its own transaction.
+The tables and row shapes are ``schema``'s; opening a file brings it up to
+:data:`schema.SCHEMA_VERSION`, one migration at a time, each in its own transaction.
 
 One connection is shared by the plugin's threads behind one lock; SQLite's own
 locking covers other processes (a reader with the ``sqlite3`` shell, say).
@@ -18,134 +18,23 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import StorageError
-from .paging import Page
-
-MIGRATIONS: Sequence[str] = (
-    # 1: the inbox and its counters
-    """
-    CREATE TABLE inbox (
-        created_index INTEGER PRIMARY KEY AUTOINCREMENT,
-        peer_id BLOB NOT NULL,
-        type INTEGER NOT NULL,
-        payload BLOB NOT NULL,
-        received_at REAL NOT NULL
-    );
-    CREATE INDEX inbox_by_peer ON inbox (peer_id, created_index);
-    CREATE INDEX inbox_by_type ON inbox (type, created_index);
-    CREATE INDEX inbox_by_peer_type ON inbox (peer_id, type, created_index);
-    CREATE TABLE counters (
-        peer_id BLOB NOT NULL,
-        type INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        PRIMARY KEY (peer_id, type, name)
-    ) WITHOUT ROWID;
-    """,
-    # 2: the outbox
-    """
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        peer_id BLOB NOT NULL,
-        type INTEGER NOT NULL,
-        payload BLOB NOT NULL,
-        status TEXT NOT NULL,
-        reason TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        sent_at REAL,
-        expires_at REAL,
-        updated_index INTEGER
-    );
-    CREATE INDEX outbox_by_peer_status ON outbox (peer_id, status, id);
-    CREATE INDEX outbox_by_status_expiry ON outbox (status, expires_at);
-    CREATE UNIQUE INDEX outbox_by_updated ON outbox (updated_index);
-    CREATE TABLE vars (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-ALL = Page("created", 0, None)
-
-# What the counters count, per peer and type.
-COUNTER_NAMES = ("sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage")
-
-QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED = "queued", "sending", "sent", "expired", "cancelled", "failed"
-OUTBOX_STATUSES = (QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED)
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    created_index: int
-    peer_id: str
-    type: int
-    payload: bytes  # type prefix included, as the hook gives it
-    received_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "created_index": self.created_index,
-            "peer_id": self.peer_id,
-            "type": self.type,
-            "payload": self.payload.hex(),
-            "length": len(self.payload),
-            "received_at": self.received_at,
-        }
-        try:
-            entry["text"] = self.payload[2:].decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        return entry
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    id: int
-    peer_id: str
-    type: int
-    payload: bytes
-    status: str
-    reason: str | None
-    created_at: float
-    updated_at: float
-    sent_at: float | None
-    expires_at: float | None
-    updated_index: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "id": self.id,
-            "created_index": self.id,
-            "peer_id": self.peer_id,
-            "type": self.type,
-            "length": len(self.payload),
-            "status": self.status,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-        optional = {
-            "updated_index": self.updated_index,
-            "reason": self.reason,
-            "sent_at": self.sent_at,
-            "expires_at": self.expires_at,
-        }
-        entry.update({k: v for k, v in optional.items() if v is not None})
-        return entry
-
-
-def _message(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(row[0], row[1].hex(), row[2], row[3], row[4])
-
-
-def _outbox(row: tuple[Any, ...]) -> OutboxEntry:
-    return OutboxEntry(row[0], row[1].hex(), *row[2:])
-
-
-_OUTBOX_COLUMNS = (
-    "id, peer_id, type, payload, status, reason, created_at, updated_at, sent_at, expires_at, updated_index"
+from .schema import (
+    ALL,
+    MIGRATIONS,
+    OUTBOX_COLUMNS,
+    QUEUED,
+    SCHEMA_VERSION,
+    CounterKey,
+    CountsByPeerType,
+    OutboxEntry,
+    Page,
+    StoredMessage,
+    group_counts,
+    message_from_row,
+    outbox_from_row,
 )
 
 
@@ -155,7 +44,7 @@ class Store:
         self._lock = threading.RLock()
         # Counter increments not yet written: flushed inside the next transaction, so
         # a write that fails (disk full) loses no count, and counting costs no commit.
-        self._pending: Counter[tuple[str, int, str]] = Counter()
+        self._pending: Counter[CounterKey] = Counter()
         try:
             directory = os.path.dirname(os.path.abspath(path))
             os.makedirs(directory, exist_ok=True)
@@ -232,7 +121,7 @@ class Store:
             except sqlite3.Error as exc:
                 raise StorageError(f"custommsg database {self.path}: {exc}", {"path": self.path}) from exc
 
-    def _flush_counters(self) -> Counter[tuple[str, int, str]]:
+    def _flush_counters(self) -> Counter[CounterKey]:
         flushed = Counter(self._pending)
         if flushed:
             self._db.executemany(
@@ -310,7 +199,7 @@ class Store:
             f"WHERE {where} ORDER BY created_index LIMIT ?",
             [*args, page.start, limit],
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     def first_message(
         self, min_index: int, peer_id: str | None = None, msg_type: int | None = None
@@ -332,7 +221,7 @@ class Store:
         self.inbox_count -= deleted
         return deleted
 
-    def counters(self, peer_id: str | None = None, msg_type: int | None = None) -> dict[tuple[str, int], Counter[str]]:
+    def counters(self, peer_id: str | None = None, msg_type: int | None = None) -> CountsByPeerType:
         """Totals per (peer, type), counts not yet written included.
 
         Reading needs no write, so this answers while the database cannot be
@@ -344,13 +233,8 @@ class Store:
                 "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {where}" if where else ""), args
             )
             pending = list(self._pending.items())
-        totals: dict[tuple[str, int], Counter[str]] = {}
-        for p, t, name, count in rows:
-            totals.setdefault((p.hex(), t), Counter())[name] = count
-        for (p, t, name), count in pending:
-            if (peer_id is None or p == peer_id) and (msg_type is None or t == msg_type):
-                totals.setdefault((p, t), Counter())[name] += count
-        return totals
+        written = group_counts((((p.hex(), t, name), count) for p, t, name, count in rows), None, None, {})
+        return group_counts(pending, peer_id, msg_type, written)
 
     # -- outbox ---------------------------------------------------------------
 
@@ -382,8 +266,8 @@ class Store:
             )
 
     def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
-        rows = self._read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
-        return _outbox(rows[0]) if rows else None
+        rows = self._read(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
+        return outbox_from_row(rows[0]) if rows else None
 
     def list_outbox(
         self, peer_id: str | None = None, status: str | None = None, page: Page = ALL
@@ -393,10 +277,10 @@ class Store:
         where = " AND ".join(filter(None, [where, f"{column} >= ?"]))
         limit = -1 if page.limit is None else page.limit
         rows = self._read(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY {column} LIMIT ?",
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY {column} LIMIT ?",
             [*args, page.start, limit],
         )
-        return [_outbox(r) for r in rows]
+        return [outbox_from_row(r) for r in rows]
 
     def queued_for(self, peer_id: str) -> list[OutboxEntry]:
         """The peer's queued messages, oldest first (FIFO)."""
@@ -419,14 +303,14 @@ class Store:
             row = db.execute(
                 "UPDATE outbox SET status = ?, reason = ?, updated_at = ?, updated_index = ?, "
                 "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                f"WHERE id = ? AND status = ? RETURNING {_OUTBOX_COLUMNS}",
+                f"WHERE id = ? AND status = ? RETURNING {OUTBOX_COLUMNS}",
                 (to_status, reason, now, updated_index, to_status, now, entry_id, from_status),
             ).fetchone()
             if row is None:
                 # Nothing moved: give the updated_index back so the sequence has no gap.
                 db.execute("UPDATE vars SET value = value - 1 WHERE name = 'outbox_updated_index'")
                 return None
-        return _outbox(row)
+        return outbox_from_row(row)
 
     def ids_with_status(self, status: str) -> list[int]:
         return [r[0] for r in self._read("SELECT id FROM outbox WHERE status = ? ORDER BY id", (status,))]

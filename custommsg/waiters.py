@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import StoredMessage
+from .schema import StoredMessage
+from .wire import message_body
 
 
 @dataclass(eq=False)
@@ -39,7 +40,7 @@ class Waiter:
             message.created_index >= self.min_index
             and (self.peer_id is None or message.peer_id == self.peer_id)
             and (self.type is None or message.type == self.type)
-            and message.payload[2:].startswith(self.body_prefix)
+            and message_body(message.payload).startswith(self.body_prefix)
         )
 
 

@@ -1,35 +1,23 @@
-"""BOLT #1 framing of a custom message, and the checks a message must pass to be sent.
+"""BOLT #1 framing of a custom message: the type, the body, and the limits on both.
 
 A message, as ``sendcustommsg`` and the ``custommsg`` hook carry it, is
 ``u16 type || body``: the type is big-endian and there is no length prefix (the
 transport adds it). :func:`parse_message` and :meth:`Message.serialize` are exact
-inverses. Nothing here does I/O.
+inverses. Nothing here does I/O; what a caller may send is decided in ``validate``.
 """
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
-from typing import Any
 
-from pyln.proto.primitives import PublicKey
-
-from .errors import (
-    INVALID_NODE_ID,
-    MSG_NOT_HEX,
-    MSG_TOO_LONG,
-    MSG_TOO_SHORT,
-    SELF_NODE_ID,
-    TYPE_EVEN,
-    TYPE_INTERNAL,
-    ValidationError,
-)
+from .errors import MSG_TOO_LONG, MSG_TOO_SHORT, ValidationError
 
 # BOLT #1: "The messages are grouped logically into five groups, ordered by the
 # most significant bit that is set: ... Custom (types 32768-65535)".
 CUSTOM_RANGE = range(32768, 65536)
 
 TYPE_LEN = 2
+MAX_TYPE = 2 ** (8 * TYPE_LEN) - 1
 # BOLT #1: "the maximum possible size of a message is 65535 bytes" (type included).
 MAX_MESSAGE_LEN = 65535
 # BOLT #1: "A message consists of a 2-byte big-endian type" - so 2 bytes at least.
@@ -100,9 +88,6 @@ PEER_STORAGE = 7
 PEER_STORAGE_RETRIEVAL = 9
 COMMANDO_TYPES = frozenset({19533, 19535, 22859, 22861})
 
-_HEXDIGITS = frozenset(string.hexdigits)
-
-
 @dataclass(frozen=True)
 class Message:
     """One custom message: its type and the bytes after the type."""
@@ -118,14 +103,6 @@ class Message:
 
     def __len__(self) -> int:
         return TYPE_LEN + len(self.body)
-
-    @property
-    def text(self) -> str | None:
-        """The body as text, when it is valid UTF-8 (most JSON protocols are)."""
-        try:
-            return self.body.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
 
 
 def parse_message(raw: bytes) -> Message:
@@ -143,132 +120,14 @@ def parse_message(raw: bytes) -> Message:
             "type included (lightningd would silently truncate it)",
             {"length": len(raw), "max": MAX_MESSAGE_LEN},
         )
-    return Message(int.from_bytes(raw[:TYPE_LEN], "big"), bytes(raw[TYPE_LEN:]))
+    return Message(message_type(raw), bytes(message_body(raw)))
 
 
-def decode_hex(value: Any, name: str = "msg") -> bytes:
-    """Hex as lightningd's JSON parser would read it, refusing what it gets wrong.
-
-    lightning-cli sends a digits-only argument without a leading zero as a JSON
-    number (cli/lightning-cli.c: is_literal), and lightningd decodes the number's
-    digits as hex; so an ``int`` is read by its decimal digits, as lightningd does.
-    Everything else must be a string of an even number of hex digits.
-    """
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValidationError(
-            MSG_NOT_HEX,
-            f"{name} must be a string of hex digits, not {_json_kind(value)}",
-            {"reason": "not a string"},
-        )
-    if isinstance(value, int):
-        try:
-            text = str(value)
-        except ValueError:  # more digits than Python will print (sys.get_int_max_str_digits)
-            raise ValidationError(
-                MSG_TOO_LONG,
-                f"{name} has far more than {2 * MAX_MESSAGE_LEN} hex digits",
-                {"max": MAX_MESSAGE_LEN},
-            ) from None
-    else:
-        text = value
-    if text.startswith("-") or not _HEXDIGITS.issuperset(text):
-        bad = next((c for c in text if c not in _HEXDIGITS), "-")
-        raise ValidationError(
-            MSG_NOT_HEX,
-            f"{name} must contain only hex digits (0-9, a-f), found {bad!r}"
-            + (": write it without the 0x prefix" if text[:2] in ("0x", "0X") else ""),
-            {"reason": "not hex"},
-        )
-    if len(text) % 2:
-        raise ValidationError(
-            MSG_NOT_HEX,
-            f"{name} has an odd number of hex digits ({len(text)}): each byte is two digits",
-            {"reason": "odd length", "digits": len(text)},
-        )
-    return bytes.fromhex(text)
+def message_type(raw: bytes) -> int:
+    """The type of a serialized message (``raw`` holds at least its :data:`TYPE_LEN` bytes)."""
+    return int.from_bytes(raw[:TYPE_LEN], "big")
 
 
-def decode_message_hex(value: Any) -> Message:
-    return parse_message(decode_hex(value))
-
-
-def parse_node_id(value: Any, name: str = "node_id") -> str:
-    """A node id is a 33-byte compressed secp256k1 point, as 66 hex digits.
-
-    Returns it in lower case, the form lightningd prints.
-    """
-    if not isinstance(value, str):
-        raise ValidationError(
-            INVALID_NODE_ID,
-            f"{name} must be a string of 66 hex digits, not {_json_kind(value)}",
-            {"reason": "not a string"},
-        )
-    if len(value) != 2 * NODE_ID_LEN or not _HEXDIGITS.issuperset(value):
-        raise ValidationError(
-            INVALID_NODE_ID,
-            f"{name} must be 66 hex digits (a 33-byte compressed public key), got {value!r}",
-            {"reason": "not 33 bytes of hex"},
-        )
-    raw = bytes.fromhex(value)
-    try:
-        PublicKey(raw)  # checks the 02/03 prefix, then that the point is on the curve
-    except (ValueError, TypeError):
-        reason = "prefix" if raw[0] not in (2, 3) else "not on curve"
-        raise ValidationError(
-            INVALID_NODE_ID,
-            f"{name} {value} is not a valid public key: "
-            + ("a compressed key starts with 02 or 03" if reason == "prefix" else "not a point on secp256k1"),
-            {"reason": reason},
-        ) from None
-    return value.lower()
-
-
-def check_sendable(message: Message, allow_even: bool = False) -> None:
-    """Refuse types lightningd handles itself, and even types unless asked for."""
-    name = INTERNAL_TYPES.get(message.type)
-    if name is not None:
-        raise ValidationError(
-            TYPE_INTERNAL,
-            f"type {message.type} ({name}) is handled by Core Lightning itself and cannot "
-            "be sent as a custom message",
-            {"type": message.type, "name": name},
-        )
-    # BOLT #1: "upon receiving an unknown even message: MUST close the connection".
-    if message.type % 2 == 0 and not allow_even:
-        raise ValidationError(
-            TYPE_EVEN,
-            f"type {message.type} is even: a peer that does not know it must close the "
-            "connection (BOLT #1 \"it's ok to be odd\"); use an odd type, or pass "
-            "allow_even=true if the peer declared support for it",
-            {"type": message.type},
-        )
-
-
-def check_send_request(
-    node_id: Any, msg: Any, own_id: str | None, allow_even: bool = False
-) -> tuple[str, Message]:
-    """All the checks of ``custommsg-send`` that need no peer state, in README order."""
-    peer_id = parse_node_id(node_id)
-    if own_id is not None and peer_id == own_id:
-        raise ValidationError(
-            SELF_NODE_ID,
-            "node_id is this node's own id: a node cannot send itself a peer message",
-            {"node_id": peer_id},
-        )
-    message = decode_message_hex(msg)
-    check_sendable(message, allow_even)
-    return peer_id, message
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+def message_body(raw: bytes) -> bytes:
+    """What follows the type in a serialized message."""
+    return raw[TYPE_LEN:]

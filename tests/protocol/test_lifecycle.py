@@ -49,15 +49,19 @@ def test_dynamic_start(make_ld: MakeLd) -> None:
     assert ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8001"}, timeout=3)["status"] == "sent"
 
 
-def test_old_style_connect_notification(ld: FakeLightningd) -> None:
-    """Before v24.05 connect's fields were at the top of params; a peer connected that way is sendable too."""
+def test_pre_v25_05_connect_notification_is_ignored(ld: FakeLightningd) -> None:
+    """Before v25.05 connect's fields were at the top of params; no supported lightningd sends that.
+
+    The plugin ignores such a notification (it does not count the peer as connected), and
+    stays up: a send to that peer still works, by asking lightningd about it first.
+    """
     peer = "03f006a18d5653c4edf5391ff23a61f03ff83d237e880ee61187fa9f379a028e0a"
     ld.peers[peer] = {"connected": True}
     ld.notify("connect", {"id": peer, "direction": "out", "address": {"type": "ipv4", "address": "1.2.3.4",
                                                                        "port": 9735}})
     calls = len(ld.listpeers_calls)
     assert ld.call("custommsg-send", {"node_id": peer, "msg": "8001"}, timeout=3)["status"] == "sent"
-    assert len(ld.listpeers_calls) == calls
+    assert ld.listpeers_calls[calls:] == [peer]
 
 
 def test_shutdown_exits_promptly(ld: FakeLightningd) -> None:

@@ -22,12 +22,42 @@ METHODS = {
 }
 
 
+USAGE = {
+    "custommsg-send": "node_id msg [allow_even] [queue] [ttl]",
+    "custommsg-list": "[peer_id] [type] [index] [start] [limit]",
+    "custommsg-wait": "nextvalue [peer_id] [type] [timeout]",
+    "custommsg-delete": "[created_index] [up_to]",
+    "custommsg-stats": "[peer_id] [type]",
+    "custommsg-outbox": "[peer_id] [status] [index] [start] [limit]",
+    "custommsg-cancel": "id",
+    "custommsg-request": "node_id msg reply_type [reply_prefix] [timeout] [allow_even]",
+}
+
+
 def test_manifest_methods(ld: FakeLightningd) -> None:
-    """Every custommsg-* method is registered, and custommsg-send's usage lists its parameters in order."""
+    """Every custommsg-* method is registered, and its usage lists its parameters in order."""
     assert ld.manifest is not None
     methods = {m["name"]: m for m in ld.manifest["rpcmethods"]}
-    assert METHODS <= set(methods)
-    assert methods["custommsg-send"]["usage"] == "node_id msg [allow_even] [queue] [ttl]"
+    assert set(USAGE) == METHODS <= set(methods)
+    for name, parameters in USAGE.items():
+        assert methods[name]["usage"].split("\n")[0].rstrip() == parameters, name
+
+
+def test_manifest_methods_explain_themselves(ld: FakeLightningd) -> None:
+    """``lightning-cli help custommsg-X`` explains X: the usage lightningd shows carries what it does and returns.
+
+    lightningd prints a plugin method's ``usage`` in ``help``; the description also goes
+    in ``description`` for lightningd before v24.08.
+    """
+    assert ld.manifest is not None
+    methods = {m["name"]: m for m in ld.manifest["rpcmethods"]}
+    for name in METHODS:
+        _, _, text = methods[name]["usage"].partition("\n")
+        assert len(text.split()) >= 8, f"{name}: no help text in its usage"
+        assert "return" in text.lower(), f"{name}: its help does not say what it returns"
+        assert methods[name]["description"].split() == [
+            word for word in text.split()
+        ], f"{name}: description and usage disagree"
     # No method is named like a built-in: that segfaults this lightningd at manifest time (cln-facts §11.10).
     assert not {"sendcustommsg", "getinfo", "listpeers", "wait"} & set(methods)
 

@@ -15,8 +15,8 @@ import pytest
 from custommsg import errors
 from custommsg.errors import CustomMsgError, PeerError, TransientError
 from custommsg.outbox import Outbox
-from custommsg.paging import Page
-from custommsg.store import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Store
+from custommsg.schema import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Page
+from custommsg.store import Store
 from custommsg.wire import Message
 
 from .helpers import A, B, Clock

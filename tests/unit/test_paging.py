@@ -8,7 +8,8 @@ import pytest
 
 from custommsg import errors
 from custommsg.errors import CustomMsgError
-from custommsg.paging import U32_MAX, U64_MAX, Page, parse_page
+from custommsg.schema import Page
+from custommsg.validate import U32_MAX, U64_MAX, parse_page
 
 BOTH = ("created", "updated")
 

@@ -8,7 +8,8 @@ import pytest
 
 from custommsg import errors
 from custommsg.errors import ValidationError
-from custommsg.policy import PeerRateLimiter, RateVerdict, TypeSelection, parse_type_spec
+from custommsg.policy import PeerRateLimiter, RateVerdict, TypeSelection
+from custommsg.validate import parse_type_spec, parse_types
 
 from .helpers import A, B, C, Clock
 
@@ -39,7 +40,7 @@ PARSE_OK: list[tuple[str, list[Any], tuple[tuple[int, int], ...], list[str]]] = 
     ("specs", "ranges", "described"), [c[1:] for c in PARSE_OK], ids=[c[0] for c in PARSE_OK]
 )
 def test_type_selection_parse(specs: list[Any], ranges: tuple, described: list[str]) -> None:
-    selection = TypeSelection.parse(specs)
+    selection = parse_types(specs)
     assert selection.ranges == ranges
     assert selection.describe() == described
     assert selection == TypeSelection(ranges)
@@ -71,7 +72,7 @@ PARSE_BAD: list[tuple[str, Any, str]] = [
 @pytest.mark.parametrize(("spec", "text"), [c[1:] for c in PARSE_BAD], ids=[c[0] for c in PARSE_BAD])
 def test_type_selection_parse_refuses(spec: Any, text: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        TypeSelection.parse(["40000", spec])
+        parse_types(["40000", spec])
     assert caught.value.code == errors.INVALID_PARAMETER
     assert caught.value.data == {"option": "custommsg-type", "value": text}
     assert caught.value.message.startswith(f"custommsg-type {text!r}: ")
@@ -102,14 +103,14 @@ def test_default_selection_is_the_custom_range(msg_type: Any, kept: bool) -> Non
 
 
 def test_membership_with_gaps() -> None:
-    selection = TypeSelection.parse(["7", "40000-40002"])
+    selection = parse_types(["7", "40000-40002"])
     assert [t for t in (6, 7, 8, 39999, 40000, 40002, 40003) if t in selection] == [7, 40000, 40002]
 
 
 def test_repr_and_inequality() -> None:
-    assert repr(TypeSelection.parse(["7", "9"])) == "TypeSelection(['7', '9'])"
-    assert TypeSelection.parse(["7"]) != TypeSelection.parse(["9"])
-    assert TypeSelection.parse(["7"]) != [(7, 7)]
+    assert repr(parse_types(["7", "9"])) == "TypeSelection(['7', '9'])"
+    assert parse_types(["7"]) != parse_types(["9"])
+    assert parse_types(["7"]) != [(7, 7)]
 
 
 # -- PeerRateLimiter ---------------------------------------------------------------

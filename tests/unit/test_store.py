@@ -13,8 +13,8 @@ import pytest
 
 from custommsg import errors
 from custommsg.errors import StorageError
-from custommsg.paging import Page
-from custommsg.store import MIGRATIONS, SCHEMA_VERSION, Store, StoredMessage
+from custommsg.schema import MIGRATIONS, SCHEMA_VERSION, Page, StoredMessage
+from custommsg.store import Store
 
 A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 B = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from custommsg.store import StoredMessage
+from custommsg.schema import StoredMessage
 from custommsg.waiters import Waiter, WaiterRegistry
 
 from .helpers import A, B, Clock

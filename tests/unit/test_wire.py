@@ -1,4 +1,4 @@
-"""wire.py: BOLT #1 framing and every check a message must pass before it is sent.
+"""wire.py and validate.py: BOLT #1 framing, and every check a message must pass before it is sent.
 
 Tables first, then the tests that walk them. Each bad input names the error code a
 caller sees and the machine-readable ``data`` that comes with it.
@@ -13,6 +13,8 @@ import pytest
 
 from custommsg import errors
 from custommsg.errors import ValidationError
+from custommsg.schema import StoredMessage
+from custommsg.validate import check_send_request, check_sendable, decode_hex, decode_message_hex, parse_node_id
 from custommsg.wire import (
     COMMANDO_TYPES,
     CUSTOM_RANGE,
@@ -22,12 +24,7 @@ from custommsg.wire import (
     PEER_STORAGE,
     PEER_STORAGE_RETRIEVAL,
     Message,
-    check_send_request,
-    check_sendable,
-    decode_hex,
-    decode_message_hex,
     parse_message,
-    parse_node_id,
 )
 
 # Real compressed public keys: k*G for k = 1, 2, 6 (the last has an odd y, so 03).
@@ -300,8 +297,10 @@ def test_parse_message_refuses_bad_lengths(raw: bytes, code: int, data: dict) ->
     ],
     ids=["ascii", "empty", "json", "multibyte", "ff", "truncated-sequence", "stray-continuation"],
 )
-def test_message_text(body: bytes, text: str | None) -> None:
-    assert Message(32769, body).text == text
+def test_stored_message_text(body: bytes, text: str | None) -> None:
+    """A stored message's ``text`` is its body when that is UTF-8, and absent otherwise."""
+    stored = StoredMessage(1, PEER, 32769, Message(32769, body).serialize(), 0.0)
+    assert stored.to_json().get("text") == text
 
 
 @pytest.mark.parametrize(

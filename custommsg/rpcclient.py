@@ -1,9 +1,11 @@
-"""A JSON-RPC connection to lightningd that stays open between calls.
+"""JSON-RPC connections to lightningd that stay open between calls, and what its errors mean to us.
 
-pyln's ``LightningRpc`` opens a new unix socket for every call; on the send path
-that connect is a large part of the cost. lightningd serves any number of requests
-on one connection and separates its answers with a blank line, so one long-lived
-socket per sending thread is enough. Not thread-safe: one instance per thread.
+pyln's ``LightningRpc`` opens a new unix socket for every call (its own FIXME in
+``contrib/pyln-client/pyln/client/lightning.py``); on the send path that connect is
+a large part of the cost. lightningd serves any number of requests on one
+connection and ends each answer with a blank line, so one long-lived socket per
+thread is enough: :class:`PersistentRpc` blocks (the sender thread's), and
+:class:`AsyncRpc` never does (the main loop's). Neither is thread-safe.
 """
 
 from __future__ import annotations
@@ -16,6 +18,19 @@ import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from . import errors
+from .errors import CustomMsgError, PeerError, TransientError, ValidationError
+
+# lightningd ends every JSON object it writes, on its RPC socket and on a plugin's
+# stdin, with a blank line (lightningd/jsonrpc.c, lightningd/plugin.c).
+FRAME_END = b"\n\n"
+
+
+def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """``buffer`` -> (the complete, non-blank JSON texts in it, the incomplete rest)."""
+    *complete, rest = buffer.split(FRAME_END)
+    return [frame for frame in complete if frame.strip()], rest
 
 
 def connect_unix(path: str) -> socket.socket:
@@ -33,16 +48,31 @@ def connect_unix(path: str) -> socket.socket:
     return sock
 
 
-class RpcError(Exception):
+class LightningdError(Exception):
+    """lightningd answered a call with a JSON-RPC error (``error`` is that object)."""
+
     def __init__(self, method: str, error: dict[str, Any]):
         super().__init__(f"{method}: {error.get('message')}")
         self.method = method
         self.error = error
 
-    @property
-    def code(self) -> int | None:
-        code = self.error.get("code")
-        return code if isinstance(code, int) else None
+
+def native_error(error: dict[str, Any], peer_id: str) -> CustomMsgError:
+    """Map an error of native sendcustommsg (lightningd/connect_control.c) to our codes."""
+    message = str(error.get("message", ""))
+    data = {"peer_id": peer_id, "native": error}
+    if "No such peer" in message:
+        return PeerError(errors.PEER_UNKNOWN, f"unknown peer {peer_id}", data)
+    if "not connected" in message:
+        return PeerError(errors.PEER_NOT_CONNECTED, f"peer {peer_id} is not connected", data)
+    if "Cannot send messages of type" in message:
+        return ValidationError(errors.TYPE_INTERNAL, message, data)
+    return CustomMsgError(errors.SEND_FAILED, f"sendcustommsg failed: {message}", data)
+
+
+def unreachable(exc: BaseException) -> TransientError:
+    """lightningd could not be asked at all: the same call may work later."""
+    return TransientError(errors.SEND_FAILED, f"cannot reach lightningd: {exc}", {"reason": "rpc"})
 
 
 class PersistentRpc:
@@ -80,25 +110,23 @@ class PersistentRpc:
                 if attempt == 2:
                     raise
         if "error" in reply:
-            raise RpcError(method, reply["error"])
+            raise LightningdError(method, reply["error"])
         return reply.get("result")
 
     def _read_reply(self, request_id: str) -> dict[str, Any]:
-        # lightningd ends every message it writes on the socket with "\n\n".
         assert self._sock is not None
         while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                chunk = self._sock.recv(1 << 16)
-                if not chunk:
-                    raise EOFError("lightningd closed the RPC connection")
-                self._buffer += chunk
-                continue
-            raw, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
-            if raw.strip():
+            frames, self._buffer = split_frames(self._buffer)
+            for position, raw in enumerate(frames):
                 obj = json.loads(raw)
                 if isinstance(obj, dict) and obj.get("id") == request_id:
+                    # Keep whatever came after the answer for the next call.
+                    self._buffer = b"".join(f + FRAME_END for f in frames[position + 1 :]) + self._buffer
                     return obj
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError("lightningd closed the RPC connection")
+            self._buffer += chunk
 
 
 Callback = Callable[[Any, "dict[str, Any] | None"], None]
@@ -167,11 +195,8 @@ class AsyncRpc:
         if not chunk:
             self._lost(EOFError("lightningd closed the RPC connection"))
             return
-        self._inbuf += chunk
-        *complete, self._inbuf = self._inbuf.split(b"\n\n")
-        for raw in complete:
-            if not raw.strip():
-                continue
+        frames, self._inbuf = split_frames(self._inbuf + chunk)
+        for raw in frames:
             reply = json.loads(raw)
             callback = self._pending.pop(reply.get("id"), None)
             if callback is not None:

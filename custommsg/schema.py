@@ -1,0 +1,162 @@
+"""What custommsg stores: the tables, their migrations, the outbox statuses and the row shapes.
+
+The schema version lives in SQLite's ``PRAGMA user_version``; ``MIGRATIONS[n]``
+brings a file from version ``n`` to ``n + 1``. A row read from a table becomes a
+frozen dataclass here, and its ``to_json`` is what the RPC methods and the
+``custommsg_stored`` notification return. ``store`` runs the SQL; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .wire import message_body
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of a list command, as lightningd's list commands take it (see ``validate.parse_page``)."""
+
+    index: str  # "created" or "updated"
+    start: int
+    limit: int | None
+
+
+MIGRATIONS: Sequence[str] = (
+    # 1: the inbox and its counters
+    """
+    CREATE TABLE inbox (
+        created_index INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_id BLOB NOT NULL,
+        type INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX inbox_by_peer ON inbox (peer_id, created_index);
+    CREATE INDEX inbox_by_type ON inbox (type, created_index);
+    CREATE INDEX inbox_by_peer_type ON inbox (peer_id, type, created_index);
+    CREATE TABLE counters (
+        peer_id BLOB NOT NULL,
+        type INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (peer_id, type, name)
+    ) WITHOUT ROWID;
+    """,
+    # 2: the outbox
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_id BLOB NOT NULL,
+        type INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        sent_at REAL,
+        expires_at REAL,
+        updated_index INTEGER
+    );
+    CREATE INDEX outbox_by_peer_status ON outbox (peer_id, status, id);
+    CREATE INDEX outbox_by_status_expiry ON outbox (status, expires_at);
+    CREATE UNIQUE INDEX outbox_by_updated ON outbox (updated_index);
+    CREATE TABLE vars (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+ALL = Page("created", 0, None)
+
+# What the counters count, per peer and type.
+COUNTER_NAMES = ("sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage")
+CounterKey = tuple[str, int, str]  # (peer_id, type, one of COUNTER_NAMES)
+CountsByPeerType = dict[tuple[str, int], Counter[str]]
+
+
+def group_counts(
+    counts: Iterable[tuple[CounterKey, int]], peer_id: str | None, msg_type: int | None, into: CountsByPeerType
+) -> CountsByPeerType:
+    """Add ``counts`` into ``into`` per (peer, type), keeping those that match the filters (``None``: any)."""
+    for (p, t, name), count in counts:
+        if (peer_id is None or p == peer_id) and (msg_type is None or t == msg_type):
+            into.setdefault((p, t), Counter())[name] += count
+    return into
+
+QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED = "queued", "sending", "sent", "expired", "cancelled", "failed"
+OUTBOX_STATUSES = (QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    created_index: int
+    peer_id: str
+    type: int
+    payload: bytes  # type prefix included, as the hook gives it
+    received_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "created_index": self.created_index,
+            "peer_id": self.peer_id,
+            "type": self.type,
+            "payload": self.payload.hex(),
+            "length": len(self.payload),
+            "received_at": self.received_at,
+        }
+        try:
+            entry["text"] = message_body(self.payload).decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        return entry
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    peer_id: str
+    type: int
+    payload: bytes
+    status: str
+    reason: str | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    expires_at: float | None
+    updated_index: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "created_index": self.id,
+            "peer_id": self.peer_id,
+            "type": self.type,
+            "length": len(self.payload),
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        optional = {
+            "updated_index": self.updated_index,
+            "reason": self.reason,
+            "sent_at": self.sent_at,
+            "expires_at": self.expires_at,
+        }
+        entry.update({k: v for k, v in optional.items() if v is not None})
+        return entry
+
+
+def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(row[0], row[1].hex(), row[2], row[3], row[4])
+
+
+def outbox_from_row(row: tuple[Any, ...]) -> OutboxEntry:
+    return OutboxEntry(row[0], row[1].hex(), *row[2:])
+
+
+OUTBOX_COLUMNS = (
+    "id, peer_id, type, payload, status, reason, created_at, updated_at, sent_at, expires_at, updated_index"
+)
