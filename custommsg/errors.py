@@ -46,6 +46,10 @@ LSPS_REQUEST_TOO_LARGE = 3354  # the request does not fit in one message
 LSPS_REQUEST_NOT_FOUND = 3355  # no stored request with that (peer, id)
 LSPS_ALREADY_ANSWERED = 3356
 
+# -- acknowledged delivery between two custommsg nodes
+ACK_UNSUPPORTED = 3360  # the peer is connected and does not speak the acknowledged-delivery protocol
+DELIVERY_WAIT_TIMEOUT = 3361  # custommsg-outbox-wait: the entry did not settle in time
+
 # JSON-RPC's own "invalid request" and "invalid params"; -32600 is what pyln and
 # lightningd answer when a method fails on a bug.
 JSONRPC_INVALID_REQUEST = -32600
