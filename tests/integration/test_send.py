@@ -202,3 +202,15 @@ def test_guard_reads_msg_as_lightningd_does(node_factory, msg_json):
     assert l1.rpc.listpeers(l2.info["id"])["peers"][0]["connected"]
     l1.rpc.sendcustommsg(l2.info["id"], "8001abcd")
     l2.daemon.wait_for_log("receiver got 8001abcd")
+
+
+def test_help_explains_every_method(node_factory):
+    """l1 runs custommsg: lightningd's ``help`` for each custommsg-* method carries what it does and returns."""
+    l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    for name in ("custommsg-send", "custommsg-list", "custommsg-wait", "custommsg-delete", "custommsg-stats",
+                 "custommsg-outbox", "custommsg-cancel", "custommsg-request"):
+        entries = l1.rpc.call("help", {"command": name})["help"]
+        assert len(entries) == 1, name
+        text = " ".join(str(value) for value in entries[0].values())
+        assert text.startswith(name), text
+        assert "Returns" in text or "returns" in text, f"{name}: {text}"
