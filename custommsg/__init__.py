@@ -11,11 +11,13 @@ The layers, top to bottom; a module imports only from layers below its own
     pyln_seam    every private part of pyln-client used, and a check that each is there
     rpcclient    JSON-RPC connections to lightningd; what its errors mean
     --------------------------------------------------- the pure core: no pyln I/O
-    receive      the receive pipeline (type, rate limit, store, notify, wake)
+    receive      the receive pipeline (type, rate limit, bLIP-50 check, store, notify, wake)
+    lsps         JSON-RPC over custom messages: our calls to peers, our answers to theirs
     stats        counters: this session and in total
     waiters      parked waits and requests
     outbox       the outbox's state machine
     store        SQLite: transactions and queries
+    blip50       bLIP-50 (LSPS0) framing, ids, sanitising, pending calls, muted peers
     guard        the verdict on native sendcustommsg calls
     validate     every rule that accepts or refuses input, options included
     policy       which types are kept, per-peer rate limits

@@ -45,6 +45,7 @@ LSPS_PEER_MUTED = 3353  # the peer sent a malformed bLIP-50 message: no 37913 un
 LSPS_REQUEST_TOO_LARGE = 3354  # the request does not fit in one message
 LSPS_REQUEST_NOT_FOUND = 3355  # no stored request with that (peer, id)
 LSPS_ALREADY_ANSWERED = 3356
+LSPS_REQUEST_OTHER_PEER = 3357  # a stored request has that id, but another peer sent it
 
 # -- acknowledged delivery between two custommsg nodes
 ACK_UNSUPPORTED = 3360  # the peer is connected and does not speak the acknowledged-delivery protocol

@@ -16,21 +16,28 @@ from collections.abc import Callable
 from typing import Any
 
 from . import errors
+from .blip50 import LSPS0_MESSAGE_TYPE
 from .errors import CustomMsgError, PeerError, TransientError
+from .lsps import DEFAULT_CALL_TIMEOUT
 from .pyln_seam import PENDING, Request, answer, answer_error
 from .schema import StoredMessage
 from .service import CustomMsgService
 from .validate import (
     DEFAULT_REQUEST_TIMEOUT,
     check_exactly_one,
+    check_not_self,
     check_reply_type,
     check_send_request,
     decode_hex,
     optional,
     parse_bool,
+    parse_json_object,
+    parse_method,
+    parse_node_id,
     parse_outbox_status,
     parse_page,
     parse_peer_filter,
+    parse_rpc_answer,
     parse_seconds,
     parse_ttl,
     parse_type_filter,
@@ -84,30 +91,34 @@ def _sent(message: Message, peer_id: str, status: str, outbox_id: int | None = N
 
 def list_messages(
     service: CustomMsgService, request: Request, peer_id: Any = None, type: Any = None,
-    index: Any = None, start: Any = None, limit: Any = None,
+    index: Any = None, start: Any = None, limit: Any = None, method: Any = None,
 ) -> Any:
     """List stored messages, oldest first; paginate with {index}=created, {start} and {limit}.
 
-    Returns {messages}: each with created_index, peer_id, type, payload (hex), length, received_at, and text.
+    {method} keeps the bLIP-50 requests and notifications of that method. Returns {messages}:
+    each with created_index, peer_id, type, payload (hex), length, received_at, text, and for
+    bLIP-50 messages kind, method and the decoded json.
     """
     page = parse_page(index, start, limit)
-    messages = service.store.list_messages(parse_peer_filter(peer_id), parse_type_filter(type), page)
+    rpc_method = optional(method, parse_method)
+    messages = service.store.list_messages(parse_peer_filter(peer_id), parse_type_filter(type), page, rpc_method)
     return {"messages": [m.to_json() for m in messages]}
 
 
 def wait_message(
     service: CustomMsgService, request: Request, nextvalue: Any, peer_id: Any = None, type: Any = None,
-    timeout: Any = None,
+    timeout: Any = None, method: Any = None,
 ) -> Any:
-    """Wait for the first stored message with created_index >= {nextvalue} (matching {peer_id}, {type}).
+    """Wait for the first stored message with created_index >= {nextvalue} (matching {peer_id}, {type}, {method}).
 
     Returns that message at once if it is stored, else when it arrives; with {timeout}
     (seconds), fails when none comes in time.
     """
     start = parse_uint("nextvalue", nextvalue)
     peer, msg_type = parse_peer_filter(peer_id), parse_type_filter(type)
+    rpc_method = optional(method, parse_method)
     seconds = optional(timeout, lambda v: parse_seconds(v, "timeout", allow_zero=True))
-    found = service.store.first_message(start, peer, msg_type)
+    found = service.store.first_message(start, peer, msg_type, rpc_method)
     if found is not None:
         return found.to_json()
     if seconds == 0:
@@ -119,6 +130,7 @@ def wait_message(
             on_fail=lambda reason: answer_error(request, _wait_timeout(start, seconds or 0)),
             peer_id=peer,
             type=msg_type,
+            method=rpc_method,
             deadline=None if seconds is None else service.waiters.clock() + seconds,
         )
     )
@@ -241,6 +253,50 @@ def request_reply(
     return PENDING
 
 
+def lsps_call(
+    service: CustomMsgService, request: Request, peer_id: Any, method: Any, params: Any = None, timeout: Any = None,
+) -> Any:
+    """Call {method} on a peer over bLIP-50 (LSPS0: JSON-RPC in custom messages of type 37913).
+
+    {params} is a JSON object (default {}); fails after {timeout} seconds (default 300).
+    Returns the peer's result object; a JSON-RPC error from the peer fails with 3350 and
+    its code, message (sanitised) and data.
+    """
+    peer = parse_node_id(peer_id, "peer_id")
+    check_not_self(peer, service.own_id, "peer_id")
+    rpc_method = parse_method(method)
+    rpc_params = parse_json_object(params, "params")
+    seconds = DEFAULT_CALL_TIMEOUT if timeout is None else parse_seconds(timeout, "timeout")
+    check_reply_type(LSPS0_MESSAGE_TYPE, service.config.types)
+    service.lsps.call(
+        peer, rpc_method, rpc_params, seconds,
+        on_result=lambda result: answer(request, result if isinstance(result, dict) else {"result": result}),
+        on_error=lambda error: answer_error(request, error),
+        on_crash=_crash_answer(request),
+    )
+    return PENDING
+
+
+def lsps_respond(
+    service: CustomMsgService, request: Request, peer_id: Any, id: Any, result: Any = None, error: Any = None,
+) -> Any:
+    """Answer a peer's stored bLIP-50 request {id} with a {result}, or an {error} object (code, message, data).
+
+    Each request is answered once. Returns the {peer_id}, {id}, the request's {created_index}
+    and the answer's {length}.
+    """
+    peer = parse_node_id(peer_id, "peer_id")
+    rpc_id = parse_method(id, "id")
+    rpc_result, rpc_error = parse_rpc_answer(result, error)
+    service.lsps.respond(
+        peer, rpc_id, rpc_result, rpc_error,
+        on_sent=lambda sent: answer(request, sent),
+        on_error=lambda failure: answer_error(request, failure),
+        on_crash=_crash_answer(request),
+    )
+    return PENDING
+
+
 METHODS: dict[str, Callable[..., Any]] = {
     "custommsg-send": send,
     "custommsg-list": list_messages,
@@ -250,6 +306,8 @@ METHODS: dict[str, Callable[..., Any]] = {
     "custommsg-outbox": list_outbox,
     "custommsg-cancel": cancel,
     "custommsg-request": request_reply,
+    "custommsg-lsps-call": lsps_call,
+    "custommsg-lsps-respond": lsps_respond,
 }
 
 

@@ -8,6 +8,7 @@ frozen dataclass here, and its ``to_json`` is what the RPC methods and the
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,13 +67,24 @@ MIGRATIONS: Sequence[str] = (
     CREATE UNIQUE INDEX outbox_by_updated ON outbox (updated_index);
     CREATE TABLE vars (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     """,
+    # 3: JSON-RPC over custom messages (bLIP-50): what a message is, and when we answered a request
+    """
+    ALTER TABLE inbox ADD COLUMN rpc_kind TEXT;
+    ALTER TABLE inbox ADD COLUMN rpc_method TEXT;
+    ALTER TABLE inbox ADD COLUMN rpc_id TEXT;
+    ALTER TABLE inbox ADD COLUMN answered_at REAL;
+    CREATE INDEX inbox_by_method ON inbox (rpc_method, created_index) WHERE rpc_method IS NOT NULL;
+    CREATE INDEX inbox_by_rpc_id ON inbox (rpc_id) WHERE rpc_id IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 ALL = Page("created", 0, None)
 
 # What the counters count, per peer and type.
-COUNTER_NAMES = ("sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage")
+COUNTER_NAMES = (
+    "sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage", "dropped_malformed",
+)
 CounterKey = tuple[str, int, str]  # (peer_id, type, one of COUNTER_NAMES)
 CountsByPeerType = dict[tuple[str, int], Counter[str]]
 
@@ -91,12 +103,24 @@ OUTBOX_STATUSES = (QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED)
 
 
 @dataclass(frozen=True)
+class JsonRpcTag:
+    """What a bLIP-50 message is: ``kind`` (request, response, error, notification), its
+    method (requests and notifications) and its JSON-RPC id (requests and responses)."""
+
+    kind: str
+    method: str | None = None
+    rpc_id: str | None = None
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     created_index: int
     peer_id: str
     type: int
     payload: bytes  # type prefix included, as the hook gives it
     received_at: float
+    rpc: JsonRpcTag | None = None
+    answered_at: float | None = None  # a bLIP-50 request we answered
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -111,6 +135,13 @@ class StoredMessage:
             entry["text"] = message_body(self.payload).decode("utf-8")
         except UnicodeDecodeError:
             pass
+        if self.rpc is not None:
+            entry["kind"] = self.rpc.kind
+            entry["json"] = json.loads(entry["text"])  # checked against bLIP-50 before it was stored
+            if self.rpc.method is not None:
+                entry["method"] = self.rpc.method
+            if self.answered_at is not None:
+                entry["answered_at"] = self.answered_at
         return entry
 
 
@@ -149,8 +180,12 @@ class OutboxEntry:
         return entry
 
 
+INBOX_COLUMNS = "created_index, peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, answered_at"
+
+
 def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(row[0], row[1].hex(), row[2], row[3], row[4])
+    rpc = None if row[5] is None else JsonRpcTag(row[5], row[6], row[7])
+    return StoredMessage(row[0], row[1].hex(), row[2], row[3], row[4], rpc, row[8])
 
 
 def outbox_from_row(row: tuple[Any, ...]) -> OutboxEntry:

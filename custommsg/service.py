@@ -22,6 +22,7 @@ from pyln.client import NodeVersion
 from . import __version__, errors
 from .errors import CustomMsgError, PeerError
 from .eventloop import EventLoopPlugin, SenderThread, TimerThread
+from .lsps import LspsEndpoint
 from .outbox import Outbox
 from .policy import PeerRateLimiter
 from .receive import Receiver
@@ -75,6 +76,7 @@ class CustomMsgService:
         self.outbox: Outbox
         self.counters: Counters
         self.receiver: Receiver | None = None
+        self.lsps: LspsEndpoint
         self._sender_rpc: PersistentRpc  # the sender thread's own
 
     # -- lifecycle ------------------------------------------------------------
@@ -109,8 +111,9 @@ class CustomMsgService:
         if self.outbox.recover():
             plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
         limiter = PeerRateLimiter(rate=self.config.peer_rate, burst=float(self.config.peer_burst))
+        self.lsps = LspsEndpoint(self.store, self.send_now, plugin.log)
         self.receiver = Receiver(
-            self.config, self.store, self.counters, limiter, self.waiters,
+            self.config, self.store, self.counters, limiter, self.waiters, self.lsps,
             notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=plugin.log,
         )
         self.ready = True
@@ -132,12 +135,16 @@ class CustomMsgService:
 
     def peer_connected(self, peer_id: str) -> None:
         self.connected.add(peer_id)
+        if self.ready:
+            self.lsps.connected(peer_id)
         if self.ready and self.outbox.has_queued(peer_id):
             self.sender.put(peer_id, functools.partial(self._deliver, peer_id))
 
     def peer_disconnected(self, peer_id: str) -> None:
         self.connected.discard(peer_id)
         self.waiters.fail(lambda w: w.exclusive and w.peer_id == peer_id, "disconnected")
+        if self.ready:
+            self.lsps.disconnected(peer_id)
 
     # -- sending --------------------------------------------------------------
 
@@ -249,6 +256,7 @@ class CustomMsgService:
         """Timer thread, once a second: expire queued messages, and restart cut-short deliveries."""
         if not self.ready:
             return
+        self.lsps.expire()
         for entry in self.outbox.expire_due():
             self.plugin.log(f"outbox {entry.id} to {entry.peer_id} expired", level="info")
         # A delivery cut short (the peer dropped and came back before we noticed)

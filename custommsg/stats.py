@@ -67,5 +67,6 @@ def _shape(counts: Counter[str]) -> dict[str, Any]:
             "rate": counts["dropped_rate"],
             "retention": counts["dropped_retention"],
             "storage": counts["dropped_storage"],
+            "malformed": counts["dropped_malformed"],
         },
     }

@@ -18,17 +18,20 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import astuple
 from typing import Any
 
 from .errors import StorageError
 from .schema import (
     ALL,
+    INBOX_COLUMNS,
     MIGRATIONS,
     OUTBOX_COLUMNS,
     QUEUED,
     SCHEMA_VERSION,
     CounterKey,
     CountsByPeerType,
+    JsonRpcTag,
     OutboxEntry,
     Page,
     StoredMessage,
@@ -151,7 +154,8 @@ class Store:
     # -- inbox ----------------------------------------------------------------
 
     def add_message(
-        self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int
+        self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
+        rpc: JsonRpcTag | None = None,
     ) -> tuple[StoredMessage, list[tuple[str, int]]]:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
@@ -160,8 +164,9 @@ class Store:
         """
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO inbox (peer_id, type, payload, received_at) VALUES (?, ?, ?, ?)",
-                (bytes.fromhex(peer_id), msg_type, payload, received_at),
+                "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (bytes.fromhex(peer_id), msg_type, payload, received_at, *(astuple(rpc) if rpc else (None,) * 3)),
             )
             created_index = cursor.lastrowid
             assert created_index is not None
@@ -179,7 +184,7 @@ class Store:
         self.inbox_count = count
         for p, t in dropped:
             self.count(p, t, "dropped_retention")
-        return StoredMessage(created_index, peer_id, msg_type, payload, received_at), dropped
+        return StoredMessage(created_index, peer_id, msg_type, payload, received_at, rpc), dropped
 
     @staticmethod
     def _filters(peer_id: str | None, **columns: Any) -> tuple[str, list[Any]]:
@@ -189,23 +194,38 @@ class Store:
         return " AND ".join(f"{column} = ?" for column in given), list(given.values())
 
     def list_messages(
-        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL
+        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL, method: str | None = None
     ) -> list[StoredMessage]:
-        where, args = self._filters(peer_id, type=msg_type)
+        where, args = self._filters(peer_id, type=msg_type, rpc_method=method)
         where = " AND ".join(filter(None, [where, "created_index >= ?"]))
         limit = -1 if page.limit is None else page.limit
         rows = self._read(
-            "SELECT created_index, peer_id, type, payload, received_at FROM inbox "
-            f"WHERE {where} ORDER BY created_index LIMIT ?",
+            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE {where} ORDER BY created_index LIMIT ?",
             [*args, page.start, limit],
         )
         return [message_from_row(r) for r in rows]
 
     def first_message(
-        self, min_index: int, peer_id: str | None = None, msg_type: int | None = None
+        self, min_index: int, peer_id: str | None = None, msg_type: int | None = None, method: str | None = None
     ) -> StoredMessage | None:
-        found = self.list_messages(peer_id, msg_type, Page("created", min_index, 1))
+        found = self.list_messages(peer_id, msg_type, Page("created", min_index, 1), method)
         return found[0] if found else None
+
+    def requests_with_id(self, rpc_id: str) -> list[StoredMessage]:
+        """Stored bLIP-50 requests with this JSON-RPC id, from any peer."""
+        rows = self._read(f"SELECT {INBOX_COLUMNS} FROM inbox WHERE rpc_id = ? AND rpc_kind = 'request'", (rpc_id,))
+        return [message_from_row(r) for r in rows]
+
+    def set_answered(self, created_index: int, answered_at: float | None) -> bool:
+        """Mark a stored request answered (or, with ``None``, not answered after all).
+
+        Marking succeeds once: False when it was already answered, so two answers cannot both go out.
+        """
+        with self._transaction() as db:
+            guard = "answered_at IS NULL" if answered_at is not None else "answered_at IS NOT NULL"
+            return db.execute(
+                f"UPDATE inbox SET answered_at = ? WHERE created_index = ? AND {guard}", (answered_at, created_index)
+            ).rowcount == 1
 
     def last_index(self) -> int:
         """The highest created_index ever given, deleted or not (0 for none)."""

@@ -122,6 +122,14 @@ def parse_node_id(value: Any, name: str = "node_id") -> str:
     return value.lower()
 
 
+def check_not_self(peer_id: str, own_id: str | None, name: str = "node_id") -> str:
+    if own_id is not None and peer_id == own_id:
+        raise ValidationError(
+            SELF_NODE_ID, f"{name} is this node's own id: a node cannot send itself a peer message", {name: peer_id}
+        )
+    return peer_id
+
+
 def check_sendable(message: Message, allow_even: bool = False) -> None:
     """Refuse types lightningd handles itself, and even types unless asked for."""
     name = INTERNAL_TYPES.get(message.type)
@@ -147,13 +155,7 @@ def check_send_request(
     node_id: Any, msg: Any, own_id: str | None, allow_even: bool = False
 ) -> tuple[str, Message]:
     """All the checks of ``custommsg-send`` that need no peer state, in README order."""
-    peer_id = parse_node_id(node_id)
-    if own_id is not None and peer_id == own_id:
-        raise ValidationError(
-            SELF_NODE_ID,
-            "node_id is this node's own id: a node cannot send itself a peer message",
-            {"node_id": peer_id},
-        )
+    peer_id = check_not_self(parse_node_id(node_id), own_id)
     message = decode_message_hex(msg)
     check_sendable(message, allow_even)
     return peer_id, message
@@ -230,6 +232,38 @@ def check_reply_type(reply_type: Any, stored: TypeSelection) -> int:
             {"reply_type": wanted},
         )
     return wanted
+
+
+# -- JSON-RPC over custom messages (bLIP-50) ------------------------------------
+
+
+def parse_method(value: Any, name: str = "method") -> str:
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ValidationError(INVALID_PARAMETER, f"{name} must be a non-empty method name", {"param": name})
+    return value
+
+
+def parse_json_object(value: Any, name: str) -> dict[str, Any]:
+    """bLIP-50 params are by name only: an object (``{}`` when not given)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(INVALID_PARAMETER, f"{name} must be a JSON object", {"param": name})
+    return value
+
+
+def parse_rpc_answer(result: Any, error: Any) -> tuple[Any, dict[str, Any] | None]:
+    """custommsg-lsps-respond: a ``result``, or an ``error`` object with an integer code and a message."""
+    check_exactly_one(result=result, error=error)
+    if error is not None and not (
+        isinstance(error, dict) and type(error.get("code")) is int and isinstance(error.get("message"), str)
+        and set(error) <= {"code", "message", "data"}
+    ):
+        raise ValidationError(
+            INVALID_PARAMETER, "error must be an object with an integer code, a message and optional data",
+            {"param": "error"},
+        )
+    return result, error
 
 
 # -- pagination, as lightningd's list commands (lightningd/forwards.c) -----------

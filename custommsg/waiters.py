@@ -30,6 +30,7 @@ class Waiter:
     peer_id: str | None = None
     type: int | None = None
     body_prefix: bytes = b""
+    method: str | None = None  # a bLIP-50 method
     deadline: float | None = None
     exclusive: bool = False
     context: Any = None
@@ -41,6 +42,7 @@ class Waiter:
             and (self.peer_id is None or message.peer_id == self.peer_id)
             and (self.type is None or message.type == self.type)
             and message_body(message.payload).startswith(self.body_prefix)
+            and (self.method is None or (message.rpc is not None and message.rpc.method == self.method))
         )
 
 

@@ -19,18 +19,22 @@ METHODS = {
     "custommsg-outbox",
     "custommsg-cancel",
     "custommsg-request",
+    "custommsg-lsps-call",
+    "custommsg-lsps-respond",
 }
 
 
 USAGE = {
     "custommsg-send": "node_id msg [allow_even] [queue] [ttl]",
-    "custommsg-list": "[peer_id] [type] [index] [start] [limit]",
-    "custommsg-wait": "nextvalue [peer_id] [type] [timeout]",
+    "custommsg-list": "[peer_id] [type] [index] [start] [limit] [method]",
+    "custommsg-wait": "nextvalue [peer_id] [type] [timeout] [method]",
     "custommsg-delete": "[created_index] [up_to]",
     "custommsg-stats": "[peer_id] [type]",
     "custommsg-outbox": "[peer_id] [status] [index] [start] [limit]",
     "custommsg-cancel": "id",
     "custommsg-request": "node_id msg reply_type [reply_prefix] [timeout] [allow_even]",
+    "custommsg-lsps-call": "peer_id method [params] [timeout]",
+    "custommsg-lsps-respond": "peer_id id [result] [error]",
 }
 
 

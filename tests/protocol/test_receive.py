@@ -243,7 +243,7 @@ def test_stats_per_peer_and_type(ld: FakeLightningd) -> None:
     stats = ld.call("custommsg-stats")
     assert stats["inbox_count"] == 4
     assert stats_row(stats, PEER_A, 0x8001)["session"] == {
-        "sent": 0, "received": 2, "stored": 2, "dropped": {"rate": 0, "retention": 0, "storage": 0}}
+        "sent": 0, "received": 2, "stored": 2, "dropped": {"rate": 0, "retention": 0, "storage": 0, "malformed": 0}}
     assert stats_row(stats, PEER_A, 0x8003)["total"]["stored"] == 1
     assert stats_row(stats, PEER_B, 0x8001)["total"]["received"] == 1
     assert stats_row(stats, PEER_B, 0x8005)["total"]["sent"] == 1

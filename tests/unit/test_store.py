@@ -13,7 +13,7 @@ import pytest
 
 from custommsg import errors
 from custommsg.errors import StorageError
-from custommsg.schema import MIGRATIONS, SCHEMA_VERSION, Page, StoredMessage
+from custommsg.schema import MIGRATIONS, SCHEMA_VERSION, JsonRpcTag, Page, StoredMessage
 from custommsg.store import Store
 
 A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
@@ -234,7 +234,7 @@ def test_reopening_keeps_everything(db_path: str) -> None:
 
 def test_new_file_has_current_schema_in_wal_mode(store: Store, db_path: str) -> None:
     db = raw_db(db_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS) == 3
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"inbox", "counters", "outbox", "vars"} <= tables
@@ -430,4 +430,60 @@ def test_counts_ride_along_with_the_next_transaction(db_path: str) -> None:
     other = Store(db_path)
     assert other.counters() == {(A, 32769): Counter({"received": 1})}
     other.close()
+    store.close()
+
+
+# -- bLIP-50 tags (schema 3) ------------------------------------------------------
+
+REQUEST = b'\x94\x19{"jsonrpc":"2.0","id":"r1","method":"lsps0.list_protocols","params":{}}'
+
+
+def test_tagged_message_round_trips_with_its_decoded_json(store: Store) -> None:
+    tag = JsonRpcTag("request", "lsps0.list_protocols", "r1")
+    stored, _ = store.add_message(A, REQUEST, 37913, 1.0, 100, tag)
+    assert store.list_messages() == [stored]
+    entry = stored.to_json()
+    assert entry["kind"] == "request" and entry["method"] == "lsps0.list_protocols"
+    assert entry["json"] == {"jsonrpc": "2.0", "id": "r1", "method": "lsps0.list_protocols", "params": {}}
+    assert "answered_at" not in entry
+
+
+def test_untagged_message_has_no_json_fields(store: Store) -> None:
+    entry = add(store, A, b"\x80\x01hi").to_json()
+    assert not {"kind", "json", "method", "answered_at"} & set(entry)
+
+
+def test_method_filter(store: Store) -> None:
+    store.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "lsps0.list_protocols", "r1"))
+    add(store, A, b"\x80\x01hi")
+    store.add_message(B, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "lsps1.get_info", "r2"))
+    assert [m.created_index for m in store.list_messages(method="lsps1.get_info")] == [3]
+    assert store.first_message(1, A, None, "lsps0.list_protocols") is not None
+    assert store.first_message(2, A, None, "lsps0.list_protocols") is None
+
+
+def test_requests_with_id_and_answering_once(store: Store) -> None:
+    """The same id from two peers names two requests; each is answered at most once."""
+    first, _ = store.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "m", "same"))
+    second, _ = store.add_message(B, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "m", "same"))
+    store.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("response", None, "same"))
+    assert {m.peer_id for m in store.requests_with_id("same")} == {A, B}
+    assert store.set_answered(first.created_index, 5.0) is True
+    assert store.set_answered(first.created_index, 6.0) is False
+    assert store.set_answered(second.created_index, 7.0) is True
+    assert store.list_messages(A)[0].answered_at == 5.0
+    assert store.set_answered(first.created_index, None) is True  # the answer could not be sent
+    assert store.set_answered(first.created_index, 8.0) is True
+
+
+def test_migration_from_version_2_keeps_messages_untagged(db_path: str) -> None:
+    db = raw_db(db_path)
+    db.executescript(MIGRATIONS[0] + MIGRATIONS[1])
+    db.execute("PRAGMA user_version = 2")
+    db.execute("INSERT INTO inbox (peer_id, type, payload, received_at) VALUES (?, ?, ?, ?)",
+               (bytes.fromhex(A), 37913, REQUEST, 5.0))
+    db.close()
+    store = Store(db_path)
+    assert store.list_messages() == [StoredMessage(1, A, 37913, REQUEST, 5.0)]
+    assert store.list_messages(method="lsps0.list_protocols") == []
     store.close()
