@@ -17,6 +17,7 @@ The layers, top to bottom; a module imports only from layers below its own
     waiters      parked waits and requests
     outbox       the outbox's state machine
     store        SQLite: transactions and queries
+    ack          acknowledged delivery: its wire format and the sender's and receiver's rules
     blip50       bLIP-50 (LSPS0) framing, ids, sanitising, pending calls, muted peers
     guard        the verdict on native sendcustommsg calls
     validate     every rule that accepts or refuses input, options included

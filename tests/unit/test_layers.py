@@ -17,7 +17,7 @@ PACKAGE = Path(custommsg.__file__).resolve().parent
 
 # Bottom first: a module may import from the modules before it in this list, and no other.
 LAYERS = [
-    "errors", "wire", "schema", "policy", "validate", "guard", "blip50", "store", "outbox", "waiters", "stats", "lsps",
+    "errors", "wire", "schema", "policy", "validate", "guard", "blip50", "ack", "store", "outbox", "waiters", "stats", "lsps",
     "receive",
     "rpcclient", "pyln_seam", "eventloop", "service", "events", "methods", "shell",
 ]
