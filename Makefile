@@ -7,7 +7,11 @@ VPY := $(VENV)/bin/python
 OLDEST_PYLN := 25.12
 OLDEST_VENV := .venv-oldest
 
-.PHONY: install test unit protocol integration lint typecheck check compat bench clean
+# Where make install-man puts the manual pages: man finds ~/.local/share/man when
+# ~/.local/bin is on PATH (man-db derives its search path from PATH).
+MANDIR ?= $(HOME)/.local/share/man
+
+.PHONY: install test unit protocol integration lint typecheck check compat man install-man bench clean
 
 install: $(VENV)/.installed
 
@@ -30,7 +34,15 @@ integration: install
 	$(VPY) -m pytest -ra tests/integration
 
 lint: install
-	$(VPY) -m ruff check custommsg tests bench plugin.py
+	$(VPY) -m ruff check custommsg tests bench tools plugin.py
+
+# The manual pages, from the JSON schemas (tests/unit/test_schemas.py fails when they differ).
+man: install
+	$(VPY) tools/schema2man.py doc/schemas doc/man
+
+install-man:
+	mkdir -p $(MANDIR)/man7
+	cp doc/man/lightning-custommsg-*.7 $(MANDIR)/man7/
 
 typecheck: install
 	$(VPY) -m mypy

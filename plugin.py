@@ -19,15 +19,10 @@ def main() -> None:
     # dependencies live in the project's venv, so move there before importing them.
     if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.realpath(__file__), *sys.argv[1:]])
-    # lightning-cli sends digits-only hex as a JSON number; a 65536-byte one has
-    # 131072 digits, past Python's default limit for int parsing, which would make
-    # the request unreadable instead of refused.
-    if hasattr(sys, "set_int_max_str_digits"):  # Python 3.10.7 and later
-        sys.set_int_max_str_digits(0)
     sys.path.insert(0, HERE)
-    from custommsg.shell import build_plugin
+    from custommsg.__main__ import main as run_plugin
 
-    build_plugin().run()
+    run_plugin()
 
 
 if __name__ == "__main__":

@@ -2,25 +2,44 @@
 
 Without lightningd they are skipped with the reason, and `make bench` exits 0.
 BENCH_PLUGIN=/path/to/plugin.py measures another build of the plugin (a profiling
-wrapper, an older checkout) in place of this one; BENCH_ROUNDS, BENCH_PER_ROUND and
-BENCH_INBOX_SIZES size the runs.
+wrapper, an older checkout) in place of this one, in every benchmark; BENCH_ROUNDS,
+BENCH_PER_ROUND and BENCH_INBOX_SIZES size the runs.
+
+Rates swing on a shared machine; CPU seconds per message are steadier. Each benchmark
+therefore also reports, from utime+stime in /proc/<pid>/stat, the CPU its plugin
+process(es) and its lightningd used per message. "lightningd" there is the node's
+lightningd and all its subdaemons (connectd, gossipd, hsmd, channeld, ...: the
+descendants whose command is lightning_*); the built-in plugins are counted apart.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+try:
+    from custommsg.rpc import PersistentRpc
+except ImportError:  # the refactor moves it
+    from custommsg.rpcclient import PersistentRpc  # type: ignore[no-redef]
 from tests.integration.conftest import PLUGIN, SKIP_REASON  # noqa: F401  (sets PATH up)
 
 BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"
+# The plugin under test. Its process is found by this path: plugin.py re-executes
+# itself into its venv as `.venv/bin/python3 <realpath of plugin.py>`.
+PLUGIN_UNDER_TEST = Path(os.environ.get("BENCH_PLUGIN") or PLUGIN).resolve()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 if SKIP_REASON is None:
     from pyln.testing.fixtures import *  # noqa: E402,F401,F403
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    print(f"\nbench: plugin under test {PLUGIN_UNDER_TEST}")
     if SKIP_REASON is not None:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=f"benchmark needs lightningd: {SKIP_REASON}"))
@@ -37,3 +56,117 @@ def bench_node(node_factory, **options):
     node.daemon.opts.pop("dev-save-plugin-io", None)
     node.start()
     return node
+
+
+def rpc_of(node) -> PersistentRpc:
+    """One long-lived JSON-RPC connection to ``node``'s lightningd."""
+    return PersistentRpc(os.path.join(node.daemon.lightning_dir, "regtest", "lightning-rpc"), "bench")
+
+
+def wait_until(predicate, timeout=120.0, interval=0.001) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark condition not reached")
+        time.sleep(interval)
+
+
+def _proc_stat(pid: str) -> tuple[str, int, float, int] | None:
+    """(command name, parent pid, utime+stime in seconds, start time) of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15, starttime 22.
+    return name, int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK, int(rest[19])
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def plugin_paths(*plugins: str | os.PathLike[str]) -> set[str]:
+    """The strings a plugin's command line holds for it: the path as given and its realpath."""
+    return {str(p) for p in plugins} | {os.path.realpath(p) for p in plugins}
+
+
+def node_cpu(node, plugins: set[str]) -> dict[tuple[str, int], tuple[str, float]]:
+    """CPU seconds (utime+stime) used so far by each process of ``node``'s tree, keyed by
+    (pid, start time), with its part: ``plugin`` if its command line names one of
+    ``plugins`` (see plugin_paths); ``lightningd`` for lightningd and its subdaemons;
+    ``builtin`` for every other descendant (built-in plugins, and what they run)."""
+    root = str(node.daemon.proc.pid)
+    stats = {pid: s for pid in os.listdir("/proc") if pid.isdigit() and (s := _proc_stat(pid)) is not None}
+    children: dict[int, list[str]] = {}
+    for pid, (_, ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    if root not in stats or not stats[root][0].startswith("lightningd"):
+        raise LookupError(f"node's lightningd (pid {root}) not found, or not lightningd (valgrind?)")
+    cpu = {(root, stats[root][3]): ("lightningd", stats[root][2])}
+    todo = list(children.get(int(root), []))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(int(pid), []))
+        name, _, seconds, started = stats[pid]
+        if plugins.intersection(_cmdline(pid)):
+            cpu[pid, started] = ("plugin", seconds)
+        elif name.startswith("lightning_"):
+            cpu[pid, started] = ("lightningd", seconds)
+        else:
+            cpu[pid, started] = ("builtin", seconds)
+    return cpu
+
+
+class CpuMeter:
+    """Sums, per case, the CPU a node's process tree used inside that case's timed windows.
+
+    Deltas are taken per process: /proc/<pid>/stat counts in clock ticks (10 ms), so
+    each window is exact to a tick per process, and many windows average that out.
+
+    ``with meter.window(case, node, plugins, messages):`` around each timed round, outside
+    the code that takes the time (each snapshot scans /proc, and finds the processes afresh).
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, dict[str, float]] = {}
+        self.messages: dict[str, int] = {}
+
+    @contextmanager
+    def window(self, case: str, node, plugins: set[str], messages: int) -> Iterator[None]:
+        before = node_cpu(node, plugins)
+        yield
+        after = node_cpu(node, plugins)
+        total = self.seconds.setdefault(case, dict.fromkeys(("plugin", "lightningd", "builtin"), 0.0))
+        # A process that started inside the window counts whole; one that ended inside it is lost.
+        for key, (part, seconds) in after.items():
+            total[part] += seconds - before.get(key, (part, 0.0))[1]
+        self.messages[case] = self.messages.get(case, 0) + messages
+
+    def per_message(self, case: str, part: str | None = None) -> float:
+        """CPU seconds per message of ``part`` (plugin, lightningd, builtin), or of plugin + lightningd."""
+        seconds = self.seconds[case]
+        used = seconds[part] if part else seconds["plugin"] + seconds["lightningd"]
+        return used / self.messages[case]
+
+    def report(self, title: str, unit: str = "message") -> None:
+        print(f"CPU per {unit}, same rounds ({title}; lightningd = lightningd + its subdaemons):")
+        for case in self.seconds:
+            p, ld, b = (self.per_message(case, part) for part in ("plugin", "lightningd", "builtin"))
+            print(
+                f"  {case:30s} plugin(s) {p * 1e6:8.1f} us  lightningd {ld * 1e6:8.1f} us  "
+                f"sum {(p + ld) * 1e6:8.1f} us  (built-in plugins {b * 1e6:6.1f} us)"
+                f"  [n={self.messages[case]}]"
+            )
+
+    def ratios(self, label: str, case: str, baseline: str, unit: str = "msg") -> None:
+        """RATIO lines: plugin(s) + lightningd, then each part, of ``case`` over ``baseline``."""
+        print(f"RATIO cpu/{unit} {label} = {self.per_message(case) / self.per_message(baseline):.2f}")
+        for part in ("plugin", "lightningd"):
+            ratio = self.per_message(case, part) / max(self.per_message(baseline, part), 1e-12)
+            print(f"RATIO cpu/{unit} {part} {label} = {ratio:.2f}")

@@ -5,18 +5,22 @@ The layers, top to bottom; a module imports only from layers below its own
 
     shell        wiring: options, hooks, subscriptions, the method table
     methods      the RPC surface: one function per custommsg-* method
+    ackmethods   the RPC surface of acknowledged delivery: send ack=true, outbox-wait, peers
     events       what lightningd pushes: the two hooks, connect/disconnect/shutdown
     service      running state; the send path; outbox delivery
     eventloop    the main loop and the sender and timer threads (who owns what)
     pyln_seam    every private part of pyln-client used, and a check that each is there
     rpcclient    JSON-RPC connections to lightningd; what its errors mean
     --------------------------------------------------- the pure core: no pyln I/O
-    receive      the receive pipeline (type, rate limit, bLIP-50 check, store, notify, wake)
+    receive      the receive pipeline (type, rate limit, bLIP-50 check, envelopes, store, notify, wake)
+    delivery     acknowledged delivery running: hellos, acks, who speaks it, what is in flight
     lsps         JSON-RPC over custom messages: our calls to peers, our answers to theirs
     stats        counters: this session and in total
     waiters      parked waits and requests
     outbox       the outbox's state machine
     store        SQLite: transactions and queries
+    ackstore     acknowledged delivery's queries: streams, seqs, acks, the receiver's last per stream
+    outboxstore  the outbox's queries
     ack          acknowledged delivery: its wire format and the sender's and receiver's rules
     blip50       bLIP-50 (LSPS0) framing, ids, sanitising, pending calls, muted peers
     guard        the verdict on native sendcustommsg calls

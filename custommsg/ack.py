@@ -15,11 +15,14 @@ hello with reply=0 to every peer once per connection; a node that receives one a
 with its own hello with reply=1; a reply is never answered (no loop). Unknown flag bits,
 and bytes after ``flags`` (future versions), are ignored; a shorter body is malformed.
 
-envelope: ``stream`` is a random 64-bit id the *sender* chose once, when its database was
-created (after a wipe it starts a new stream, so its new seq 1 is not taken for a
-duplicate). ``seq`` starts at 1 and grows by 1 per acknowledged message to that peer; 0
-is malformed. The inner message, ``u16 inner_type || inner_body``, is exactly what the
-application asked to send: 2 to MAX_INNER_LEN = 65535 - 2 - 16 = 65517 bytes.
+envelope: ``stream`` is a random 64-bit id the *sender* chose for its messages to that
+peer, kept in its database. ``seq`` starts at 1 and grows by 1 per acknowledged message
+to that peer; 0 is malformed. The sender starts a new stream (at seq 1) after its database
+was wiped, so its new seq 1 is not taken for a duplicate, and after it gave up on a
+message it had sent (its ttl passed unacknowledged): the receiver may never store that
+seq, and would take every later one of the stream for a gap. The inner message,
+``u16 inner_type || inner_body``, is exactly what the application asked to send: 2 to
+MAX_INNER_LEN = 65535 - 2 - 16 = 65517 bytes.
 
 ack: cumulative, "I have committed every message of this stream with seq <= N to my
 inbox"; N may be 0 ("nothing yet"). The body is exactly 16 bytes.
@@ -29,8 +32,8 @@ in the transaction that stores the message: seq == last+1: store the inner messa
 the envelope), last = seq (STORE); seq <= last: DUPLICATE; seq > last+1: GAP, an earlier
 one was lost. Only a STORE stores; each answers ack(stream, last): exactly once, in order.
 
-Sender: ack(stream, N) for its current stream makes every entry with seq <= N
-``delivered``; an ack for another stream, or beyond the highest seq sent, is ignored. The
+Sender: ack(stream, N) makes every entry of that stream with seq <= N ``delivered``; an
+ack for a stream it did not send, or beyond the highest seq it sent in it, is ignored. The
 unacknowledged entries go (again), in seq order, when the peer (re)connects and has said
 hello, and after RETRANSMIT_AFTER seconds without an ack while it stays connected. A peer
 connected HELLO_TIMEOUT seconds without a hello does not speak the protocol: its pending
@@ -110,9 +113,7 @@ class Envelope:
     type: ClassVar[int] = ENVELOPE
 
     def serialize(self) -> bytes:
-        if len(self.inner) > MAX_INNER_LEN:
-            too_long = f"msg is {len(self.inner)} bytes: acknowledged, it holds at most {MAX_INNER_LEN}, type included"
-            raise ValidationError(MSG_TOO_LONG, too_long, {"length": len(self.inner), "max": MAX_INNER_LEN})
+        check_inner(self.inner)
         head = _uint(ENVELOPE, TYPE_LEN, "type") + _uint(self.stream, U64_LEN, "stream")
         inner = _uint(self.inner.type, TYPE_LEN, "inner_type") + self.inner.body
         return head + _uint(self.seq, U64_LEN, "seq", 1) + inner
@@ -129,6 +130,13 @@ class Ack:
 
 
 AckMessage = Hello | Envelope | Ack
+
+
+def check_inner(inner: Message) -> None:
+    """Refuse a message the envelope cannot carry: MSG_TOO_LONG, with data {length, max}."""
+    if len(inner) > MAX_INNER_LEN:
+        too_long = f"msg is {len(inner)} bytes: acknowledged, it holds at most {MAX_INNER_LEN}, type included"
+        raise ValidationError(MSG_TOO_LONG, too_long, {"length": len(inner), "max": MAX_INNER_LEN})
 
 
 def parse_hello(body: bytes) -> Hello:
@@ -238,6 +246,10 @@ class PeerSupport:
             return "no"
         return "unknown" if link.version is None else "yes"
 
+    def peers(self) -> list[str]:
+        """Every peer seen connected or saying hello."""
+        return list(self._links)
+
     def ready(self, peer: str) -> bool:
         """A hello came on this connection: the time to send its unacknowledged entries."""
         return peer in self._links and self._links[peer].hello_now
@@ -280,6 +292,10 @@ class Retransmitter:
     def due(self, peer: str, now: float) -> bool:
         """A seq sent RETRANSMIT_AFTER ago or more is still unacknowledged: send them all again."""
         return any(now - at >= self.retransmit_after for at in self._in_flight.get(peer, {}).values())
+
+    def peers(self) -> list[str]:
+        """The peers with seqs in flight."""
+        return [peer for peer, flight in self._in_flight.items() if flight]
 
     def highest_sent(self, peer: str) -> int:
         """The highest seq sent to ``peer`` since the last reset; 0: none."""

@@ -29,7 +29,8 @@ lightningd's pipe (writing)           any thread, under ``Plugin.write_lock``
                                       (``pyln_seam.answer`` and ``write_*`` take it)
 the ``PersistentRpc``                 sender thread only
 ``Store``, ``WaiterRegistry``,        any thread: each has its own lock
-``stats.Counters``, ``ConnectedPeers``
+``stats.Counters``,
+``ConnectedPeers``, ``AckedDelivery``
 ``SenderThread`` busy counts          any thread, behind its lock
 configuration, ``own_id``             written once by ``init`` before ``ready``; read-only after
 ====================================  =============================================

@@ -11,6 +11,7 @@ import traceback
 from typing import Any
 
 from . import errors
+from .ack import ACK_TYPES
 from .errors import CustomMsgError
 from .guard import check_native_call
 from .service import CustomMsgService
@@ -26,7 +27,7 @@ class Events:
     def wants_type(self, msg_type: int) -> bool:
         """Whether the custommsg hook needs to look past a message's type at all."""
         receiver = self.service.receiver
-        return receiver is not None and msg_type in receiver.types
+        return receiver is not None and (msg_type in receiver.types or msg_type in ACK_TYPES)
 
     def on_custommsg(self, plugin: Any = None, peer_id: str = "", payload: str = "", **kwargs: Any) -> dict[str, str]:
         try:

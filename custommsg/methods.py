@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import errors
+from .ackmethods import outbox_wait, peers, send_acked
 from .blip50 import LSPS0_MESSAGE_TYPE
 from .errors import CustomMsgError, PeerError, TransientError
 from .lsps import DEFAULT_CALL_TIMEOUT
@@ -49,18 +50,23 @@ from .wire import Message
 
 def send(
     service: CustomMsgService, request: Request, node_id: Any, msg: Any,
-    allow_even: Any = False, queue: Any = False, ttl: Any = None,
+    allow_even: Any = False, queue: Any = False, ttl: Any = None, ack: Any = False,
 ) -> Any:
     """Send a custom message to a peer, after checking everything lightningd does not.
 
     {msg} is hex: a 2-byte big-endian type then the body, as for sendcustommsg.
     With {queue}, a message to a peer that is not connected waits in the outbox
-    until it connects (for at most {ttl} seconds, if given).
-    Returns {status} (sent or queued), {peer_id}, {type}, {length}, and the outbox {id} when queued.
+    until it connects (for at most {ttl} seconds, if given). With {ack} (both peers run
+    custommsg), it goes through the outbox until the peer's plugin acknowledges it has
+    stored it (outbox status delivered; see custommsg-outbox-wait), across disconnects and restarts.
+    Returns {status} (sent or queued), {peer_id}, {type}, {length}, and the outbox {id} when queued or with {ack}.
     """
     peer_id, message = check_send_request(node_id, msg, service.own_id, parse_bool(allow_even, "allow_even"))
     queued = parse_bool(queue, "queue")
-    ttl_seconds = parse_ttl(ttl, queued)
+    acked = parse_bool(ack, "ack")
+    ttl_seconds = parse_ttl(ttl, queued or acked)
+    if acked:
+        return send_acked(service, request, peer_id, message, ttl_seconds, _crash_answer(request))
     outbox = service.outbox
     if queued and (peer_id not in service.connected or outbox.has_queued(peer_id)):
         # Behind the messages already waiting, so the peer gets them in order.
@@ -182,9 +188,9 @@ def list_outbox(
     service: CustomMsgService, request: Request, peer_id: Any = None, status: Any = None,
     index: Any = None, start: Any = None, limit: Any = None,
 ) -> Any:
-    """List outbox entries (queued, sending, sent, expired, cancelled, failed); paginate like listforwards.
+    """List outbox entries (queued, sending, sent, delivered, expired, cancelled, failed); paginate like listforwards.
 
-    Returns {outbox}: each entry with id, peer_id, type, length, status and its times.
+    Returns {outbox}: each entry with id, peer_id, type, length, status and its times; with ack, its seq.
     """
     page = parse_page(index, start, limit, ("created", "updated"))
     peer = parse_peer_filter(peer_id)
@@ -193,7 +199,10 @@ def list_outbox(
 
 
 def cancel(service: CustomMsgService, request: Request, id: Any) -> Any:
-    """Cancel a queued outbox message by its {id}; returns its entry, now cancelled."""
+    """Cancel a queued outbox message by its {id}; returns its entry, now cancelled.
+
+    A message sent with ack cannot be cancelled once handed to lightningd (the peer may have stored it).
+    """
     return service.outbox.cancel(parse_uint("id", id)).to_json()
 
 
@@ -308,6 +317,8 @@ METHODS: dict[str, Callable[..., Any]] = {
     "custommsg-request": request_reply,
     "custommsg-lsps-call": lsps_call,
     "custommsg-lsps-respond": lsps_respond,
+    "custommsg-outbox-wait": outbox_wait,
+    "custommsg-peers": peers,
 }
 
 

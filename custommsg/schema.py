@@ -76,6 +76,31 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX inbox_by_method ON inbox (rpc_method, created_index) WHERE rpc_method IS NOT NULL;
     CREATE INDEX inbox_by_rpc_id ON inbox (rpc_id) WHERE rpc_id IS NOT NULL;
     """,
+    # 4: acknowledged delivery. Outbox entries sent with ack=true carry our stream to that peer and their
+    # seq (from their first hand-off on); ack_out holds, per peer, our current stream (8 random bytes), the
+    # next seq, and whether we gave up on a message of it; ack_in holds, per (peer, stream), the highest
+    # seq stored (``last``), written in the transaction that stores the message.
+    """
+    ALTER TABLE outbox ADD COLUMN ack INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN stream BLOB;
+    ALTER TABLE outbox ADD COLUMN seq INTEGER;
+    ALTER TABLE outbox ADD COLUMN delivered_at REAL;
+    CREATE INDEX outbox_ack_by_stream ON outbox (peer_id, stream, status, seq) WHERE ack = 1;
+    CREATE INDEX outbox_ack_by_peer ON outbox (peer_id, status, id) WHERE ack = 1;
+    CREATE INDEX outbox_ack_by_status ON outbox (status, expires_at) WHERE ack = 1;
+    CREATE TABLE ack_out (
+        peer_id BLOB PRIMARY KEY,
+        stream BLOB NOT NULL,
+        next_seq INTEGER NOT NULL,
+        broken INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE ack_in (
+        peer_id BLOB NOT NULL,
+        stream BLOB NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (peer_id, stream)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -99,7 +124,12 @@ def group_counts(
     return into
 
 QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED = "queued", "sending", "sent", "expired", "cancelled", "failed"
-OUTBOX_STATUSES = (QUEUED, SENDING, SENT, EXPIRED, CANCELLED, FAILED)
+DELIVERED = "delivered"  # acknowledged entries only: the peer's plugin committed it to its inbox
+OUTBOX_STATUSES = (QUEUED, SENDING, SENT, DELIVERED, EXPIRED, CANCELLED, FAILED)
+# Where an entry stops: what custommsg-outbox-wait waits for. A plain entry also stops at sent.
+FINAL_STATUSES = frozenset({DELIVERED, EXPIRED, CANCELLED, FAILED})
+# Statuses of an acknowledged entry that still waits for the peer's acknowledgement.
+UNACKNOWLEDGED = (QUEUED, SENDING, SENT)
 
 
 @dataclass(frozen=True)
@@ -158,6 +188,15 @@ class OutboxEntry:
     sent_at: float | None
     expires_at: float | None
     updated_index: int | None
+    ack: bool = False  # sent with ack=true: it is delivered once the peer acknowledges it
+    stream: int | None = None  # our stream to the peer, and the entry's seq in it (from its first hand-off on)
+    seq: int | None = None
+    delivered_at: float | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether the entry will not change any more: what custommsg-outbox-wait waits for."""
+        return self.status in FINAL_STATUSES or (self.status == SENT and not self.ack)
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -175,6 +214,9 @@ class OutboxEntry:
             "reason": self.reason,
             "sent_at": self.sent_at,
             "expires_at": self.expires_at,
+            "ack": True if self.ack else None,
+            "seq": self.seq,
+            "delivered_at": self.delivered_at,
         }
         entry.update({k: v for k, v in optional.items() if v is not None})
         return entry
@@ -189,9 +231,14 @@ def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
 
 
 def outbox_from_row(row: tuple[Any, ...]) -> OutboxEntry:
-    return OutboxEntry(row[0], row[1].hex(), *row[2:])
+    stream = None if row[12] is None else int.from_bytes(row[12], "big")
+    return OutboxEntry(
+        row[0], row[1].hex(), row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
+        bool(row[11]), stream, row[13], row[14],
+    )
 
 
 OUTBOX_COLUMNS = (
-    "id, peer_id, type, payload, status, reason, created_at, updated_at, sent_at, expires_at, updated_index"
+    "id, peer_id, type, payload, status, reason, created_at, updated_at, sent_at, expires_at, updated_index, "
+    "ack, stream, seq, delivered_at"
 )

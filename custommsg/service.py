@@ -4,7 +4,8 @@
 counters, the receive pipeline, both RPC connections), the set of connected peers,
 and the send path: from the main loop when the peer is connected as far as we know
 (non-blocking), else from the sender thread. Which thread may touch what is written
-in ``eventloop``.
+in ``eventloop``. Acknowledged delivery's state and rules are ``delivery``'s; this
+module gives it its sends and schedules its deliveries.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from pyln.client import NodeVersion
 
 from . import __version__, errors
+from .ack import ACK_LEN, ACK_TYPES, ENVELOPE
+from .delivery import AckedDelivery
 from .errors import CustomMsgError, PeerError
 from .eventloop import EventLoopPlugin, SenderThread, TimerThread
 from .lsps import LspsEndpoint
@@ -27,15 +30,17 @@ from .outbox import Outbox
 from .policy import PeerRateLimiter
 from .receive import Receiver
 from .rpcclient import LOST, AsyncRpc, LightningdError, PersistentRpc, native_error, unreachable
+from .schema import OutboxEntry
 from .stats import Counters
 from .store import Store
 from .validate import Config, parse_options
 from .waiters import WaiterRegistry
-from .wire import Message, message_type
+from .wire import TYPE_LEN, Message, message_type
 
 # custommsg and rpc_command hook filters (CLN PR #8677, lightningd/plugin_hook.c).
 MIN_CLN_VERSION = "v25.12"
 STORED_TOPIC = "custommsg_stored"
+DELIVERED_TOPIC = "custommsg_delivered"
 
 Done = Callable[[CustomMsgError | None], None]  # a send's outcome: None when lightningd took it
 
@@ -49,6 +54,10 @@ class ConnectedPeers:
 
     def __contains__(self, peer_id: object) -> bool:
         return peer_id in self._peers  # a set lookup is atomic; writers hold the lock
+
+    def snapshot(self) -> set[str]:
+        with self._lock:
+            return set(self._peers)
 
     def add(self, peer_id: str) -> None:
         with self._lock:
@@ -77,6 +86,7 @@ class CustomMsgService:
         self.counters: Counters
         self.receiver: Receiver | None = None
         self.lsps: LspsEndpoint
+        self.acked: AckedDelivery
         self._sender_rpc: PersistentRpc  # the sender thread's own
 
     # -- lifecycle ------------------------------------------------------------
@@ -93,11 +103,12 @@ class CustomMsgService:
                     f"this node runs {version}"}
         lightning_dir = configuration["lightning-dir"]
         try:
-            self.config = parse_options(options, lightning_dir)
+            self.config = parse_options(options, lightning_dir, os.environ)
             self.store = Store(self.config.db_path)
         except CustomMsgError as exc:
             return {"disable": exc.message}
         self.outbox = Outbox(self.store, self.config.outbox_max)
+        self.outbox.on_settled = self._settled
         self.counters = Counters(self.store)
         self.own_id = info["id"]
         rpc_path = os.path.join(lightning_dir, configuration["rpc-file"])
@@ -112,17 +123,27 @@ class CustomMsgService:
             plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
         limiter = PeerRateLimiter(rate=self.config.peer_rate, burst=float(self.config.peer_burst))
         self.lsps = LspsEndpoint(self.store, self.send_now, plugin.log)
+        self.acked = AckedDelivery(
+            self.store, self.outbox, self._post, self.schedule,
+            notify_delivered=lambda entry: plugin.notify(DELIVERED_TOPIC, entry.to_json()), log=plugin.log,
+            hello_timeout=self.config.hello_timeout, retransmit_after=self.config.retransmit_after,
+        )
         self.receiver = Receiver(
             self.config, self.store, self.counters, limiter, self.waiters, self.lsps,
-            notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=plugin.log,
+            notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=plugin.log, acked=self.acked,
         )
         self.ready = True
+        for peer_id in self.connected.snapshot():
+            self.acked.connected(peer_id)
         self.deliver_to_connected()
         plugin.log(
             f"custommsg {__version__}: inbox {self.store.path} ({self.store.inbox_count} messages), "
             f"types {','.join(self.config.types.describe())}, guard {'on' if self.config.guard else 'off'}"
         )
         return None
+
+    def _settled(self, entry: OutboxEntry) -> None:
+        self.waiters.wake(("outbox", entry.id), entry)
 
     def shutdown(self) -> None:
         self.timer.stop()
@@ -137,21 +158,27 @@ class CustomMsgService:
         self.connected.add(peer_id)
         if self.ready:
             self.lsps.connected(peer_id)
+            self.acked.connected(peer_id)
         if self.ready and self.outbox.has_queued(peer_id):
-            self.sender.put(peer_id, functools.partial(self._deliver, peer_id))
+            self.sender.put(peer_id, functools.partial(self.deliver, peer_id))
 
     def peer_disconnected(self, peer_id: str) -> None:
         self.connected.discard(peer_id)
         self.waiters.fail(lambda w: w.exclusive and w.peer_id == peer_id, "disconnected")
         if self.ready:
             self.lsps.disconnected(peer_id)
+            self.acked.disconnected(peer_id)
 
     # -- sending --------------------------------------------------------------
 
-    def send_now(self, peer_id: str, message: Message, done: Done, on_crash: Callable[[Exception], None]) -> None:
+    def send_now(
+        self, peer_id: str, message: Message, done: Done, on_crash: Callable[[Exception], None], ordered: bool = True,
+    ) -> None:
         """Hand ``message`` to lightningd, then call ``done``: from the main loop when the peer
-        is connected as far as we know, else from the sender thread, after asking lightningd."""
-        if peer_id in self.connected and not self.sender.busy(peer_id):
+        is connected as far as we know, else from the sender thread, after asking lightningd.
+        Unless ``ordered`` is False (acknowledged delivery's hellos and acks), a message waits
+        behind what the sender thread is sending to that peer."""
+        if peer_id in self.connected and not (ordered and self.sender.busy(peer_id)):
             self._send_from_loop(peer_id, message, done)
             return
 
@@ -170,7 +197,7 @@ class CustomMsgService:
     def queue_delivery(self, peer_id: str) -> None:
         """Start draining the peer's outbox; if it is not connected as far as we know, ask
         lightningd first, in case it connected before its notification reached us."""
-        deliver = self._deliver if peer_id in self.connected else self._probe_and_deliver
+        deliver = self.deliver if peer_id in self.connected else self._probe_and_deliver
         self.sender.put(peer_id, functools.partial(deliver, peer_id))
 
     def _send_from_loop(self, peer_id: str, message: Message, done: Done) -> None:
@@ -179,7 +206,8 @@ class CustomMsgService:
 
         def on_answer(result: Any, error: dict[str, Any] | None) -> None:
             if error is None:
-                self.counters.count(peer_id, message.type, "sent")
+                if message.type not in ACK_TYPES:
+                    self.counters.count(peer_id, message.type, "sent")
                 done(None)
             elif error.get(LOST):
                 done(unreachable(ConnectionError(error.get("message"))))
@@ -191,15 +219,31 @@ class CustomMsgService:
         except OSError as exc:  # could not even connect
             done(unreachable(exc))
 
-    def _native_send(self, peer_id: str, payload: bytes) -> None:
-        """Sender thread only: hand one serialized message to lightningd, blocking."""
+    def _native_send(self, peer_id: str, payload: bytes, counted: bool = True) -> None:
+        """Sender thread only: hand one serialized message to lightningd, blocking. It is counted
+        as sent under its type (an envelope: under its inner message's; hellos and acks: not)."""
         try:
             self._sender_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": payload.hex()})
         except LightningdError as exc:
             raise self._native_failure(exc.error, peer_id) from None
         except (OSError, EOFError) as exc:
             raise unreachable(exc) from exc
-        self.counters.count(peer_id, message_type(payload), "sent")
+        msg_type = message_type(payload)
+        if msg_type == ENVELOPE:
+            msg_type = message_type(payload[TYPE_LEN + ACK_LEN:])
+        elif msg_type in ACK_TYPES:
+            counted = False
+        if counted:
+            self.counters.count(peer_id, msg_type, "sent")
+
+    def _post(self, peer_id: str, message: Message) -> None:
+        """Main thread: send an acknowledged-delivery hello or ack; a failure is only logged."""
+
+        def done(failure: CustomMsgError | None) -> None:
+            if failure is not None:
+                self.plugin.log(f"could not send type {message.type} to {peer_id}: {failure.message}", level="debug")
+
+        self.send_now(peer_id, message, done, lambda exc: done(CustomMsgError(0, repr(exc))), ordered=False)
 
     def _native_failure(self, error: dict[str, Any], peer_id: str) -> CustomMsgError:
         failure = native_error(error, peer_id)
@@ -232,20 +276,39 @@ class CustomMsgService:
         """Start delivery for every connected peer with queued messages and no delivery under way."""
         for peer_id in self.store.peers_with_queued():
             if peer_id in self.connected and not self.sender.busy(peer_id):
-                self.sender.put(peer_id, functools.partial(self._deliver, peer_id))
+                self.sender.put(peer_id, functools.partial(self.deliver, peer_id))
 
     def _probe_and_deliver(self, peer_id: str) -> None:
         try:
             self._check_peer(peer_id)
         except CustomMsgError:
             return  # not connected (or lightningd unreachable): the connect notification will come
-        self._deliver(peer_id)
+        self.deliver(peer_id)
 
-    def _deliver(self, peer_id: str) -> None:
-        report = self.outbox.deliver(peer_id, self._native_send)
+    def schedule(self, peer_id: str, retransmit: bool, force: bool) -> None:
+        """Any thread: deliver the peer's outbox (sending its unacknowledged entries again first,
+        with ``retransmit``) on the sender thread. With ``force`` (the peer just said hello, so it
+        is connected whatever our notifications say) always; else only if it is connected and no
+        delivery to it is under way already."""
+        if force or (peer_id in self.connected and not self.sender.busy(peer_id)):
+            self.sender.put(peer_id, functools.partial(self.deliver, peer_id, retransmit))
+
+    def _send_queued(self, peer_id: str, payload: bytes) -> None:
+        if message_type(payload) == ENVELOPE:
+            self.acked.sending(peer_id, payload)
+        self._native_send(peer_id, payload)
+
+    def deliver(self, peer_id: str, retransmit: bool = False) -> None:
+        """Sender thread only: hand the peer's outbox over (its unacknowledged entries first, with
+        ``retransmit``)."""
+        if retransmit and not self.acked.retransmit(peer_id, functools.partial(self._native_send, counted=False)):
+            return  # the peer went away: its next connection starts over
+        report = self.outbox.deliver(peer_id, self._send_queued, self.acked.ready)
         for entry in report.failed:
             self.plugin.log(f"outbox {entry.id} to {peer_id} failed: {entry.reason}", level="warn")
-        if report.sent or report.expired:
+        # Not for the one entry an ack=true send hands over: a log line per message would cost
+        # more than the message (lightningd writes debug lines at the log levels tests use).
+        if report.expired or report.interrupted or len(report.sent) > 1:
             self.plugin.log(
                 f"outbox: {len(report.sent)} sent, {len(report.expired)} expired for {peer_id}"
                 + (" (interrupted by a disconnect)" if report.interrupted else ""),
@@ -258,7 +321,8 @@ class CustomMsgService:
             return
         self.lsps.expire()
         for entry in self.outbox.expire_due():
-            self.plugin.log(f"outbox {entry.id} to {entry.peer_id} expired", level="info")
+            self.plugin.log(f"outbox {entry.id} to {entry.peer_id} {entry.status}: {entry.reason}", level="info")
+        self.acked.sweep()
         # A delivery cut short (the peer dropped and came back before we noticed)
         # would otherwise wait for the next connection.
         self.deliver_to_connected()

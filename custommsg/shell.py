@@ -10,7 +10,7 @@ from typing import Any
 from .eventloop import EventLoopPlugin
 from .events import Events
 from .methods import METHODS, rpc_method
-from .service import STORED_TOPIC, CustomMsgService
+from .service import DELIVERED_TOPIC, STORED_TOPIC, CustomMsgService
 
 # name, default, description, type, repeatable (read and checked in validate.parse_options)
 OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
@@ -45,6 +45,7 @@ def build_plugin(**plugin_args: Any) -> EventLoopPlugin:
     for name, default, description, opt_type, multi in OPTIONS:
         plugin.add_option(name, default, description, opt_type=opt_type, multi=multi)
     plugin.add_notification_topic(STORED_TOPIC)
+    plugin.add_notification_topic(DELIVERED_TOPIC)
     plugin.init()(service.on_init)
 
     # No filters on custommsg: lightningd reads them from the manifest, before it

@@ -1,4 +1,4 @@
-"""Durable state in one SQLite file: the inbox, the outbox and the counters.
+"""Durable state in one SQLite file: the inbox, the outbox, the counters, acknowledged delivery.
 
 WAL mode with ``synchronous=NORMAL``: a committed transaction survives the plugin
 or lightningd being killed (only a power loss may take the last few). Every query
@@ -16,32 +16,31 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
 from typing import Any
 
+from .ackstore import AckTables
 from .errors import StorageError
 from .schema import (
     ALL,
     INBOX_COLUMNS,
     MIGRATIONS,
-    OUTBOX_COLUMNS,
-    QUEUED,
     SCHEMA_VERSION,
     CounterKey,
     CountsByPeerType,
     JsonRpcTag,
-    OutboxEntry,
     Page,
     StoredMessage,
     group_counts,
     message_from_row,
-    outbox_from_row,
 )
 
 
-class Store:
+class Store(AckTables):
+    """The database; the outbox's queries are ``outboxstore``'s, acknowledged delivery's ``ackstore``'s."""
+
     def __init__(self, path: str):
         self.path = path
         self._lock = threading.RLock()
@@ -155,14 +154,18 @@ class Store:
 
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
-        rpc: JsonRpcTag | None = None,
-    ) -> tuple[StoredMessage, list[tuple[str, int]]]:
+        rpc: JsonRpcTag | None = None, gate: Callable[[sqlite3.Connection], bool] | None = None,
+    ) -> tuple[StoredMessage, list[tuple[str, int]]] | None:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
         Returns the stored message and the (peer, type) of each message dropped to
-        make room, for the counters.
+        make room, for the counters. ``gate`` runs first, in the same transaction: when it
+        returns False nothing is stored (and None is returned); whatever it wrote commits or
+        rolls back with the message (``ackstore``: the receiver's last seq per stream).
         """
         with self._transaction() as db:
+            if gate is not None and not gate(db):
+                return None
             cursor = db.execute(
                 "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -185,13 +188,6 @@ class Store:
         for p, t in dropped:
             self.count(p, t, "dropped_retention")
         return StoredMessage(created_index, peer_id, msg_type, payload, received_at, rpc), dropped
-
-    @staticmethod
-    def _filters(peer_id: str | None, **columns: Any) -> tuple[str, list[Any]]:
-        """``WHERE`` clauses for the filters that are given (``None`` means any)."""
-        given = {"peer_id": None if peer_id is None else bytes.fromhex(peer_id), **columns}
-        given = {column: value for column, value in given.items() if value is not None}
-        return " AND ".join(f"{column} = ?" for column in given), list(given.values())
 
     def list_messages(
         self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL, method: str | None = None
@@ -255,89 +251,3 @@ class Store:
             pending = list(self._pending.items())
         written = group_counts((((p.hex(), t, name), count) for p, t, name, count in rows), None, None, {})
         return group_counts(pending, peer_id, msg_type, written)
-
-    # -- outbox ---------------------------------------------------------------
-
-    def _next_updated_index(self, db: sqlite3.Connection) -> int:
-        row = db.execute(
-            "INSERT INTO vars (name, value) VALUES ('outbox_updated_index', 1) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"
-        ).fetchone()
-        return int(row[0])
-
-    def enqueue(
-        self, peer_id: str, msg_type: int, payload: bytes, now: float, expires_at: float | None, per_peer_max: int
-    ) -> OutboxEntry | None:
-        """Queue a message; ``None`` when the peer's queue already holds ``per_peer_max``."""
-        with self._transaction() as db:
-            queued = db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE peer_id = ? AND status = ?", (bytes.fromhex(peer_id), QUEUED)
-            ).fetchone()[0]
-            if queued >= per_peer_max:
-                return None
-            cursor = db.execute(
-                "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (bytes.fromhex(peer_id), msg_type, payload, QUEUED, now, now, expires_at),
-            )
-            assert cursor.lastrowid is not None
-            return OutboxEntry(
-                cursor.lastrowid, peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None
-            )
-
-    def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
-        rows = self._read(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
-        return outbox_from_row(rows[0]) if rows else None
-
-    def list_outbox(
-        self, peer_id: str | None = None, status: str | None = None, page: Page = ALL
-    ) -> list[OutboxEntry]:
-        where, args = self._filters(peer_id, status=status)
-        column = "id" if page.index == "created" else "updated_index"
-        where = " AND ".join(filter(None, [where, f"{column} >= ?"]))
-        limit = -1 if page.limit is None else page.limit
-        rows = self._read(
-            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY {column} LIMIT ?",
-            [*args, page.start, limit],
-        )
-        return [outbox_from_row(r) for r in rows]
-
-    def queued_for(self, peer_id: str) -> list[OutboxEntry]:
-        """The peer's queued messages, oldest first (FIFO)."""
-        return self.list_outbox(peer_id, QUEUED)
-
-    def peers_with_queued(self) -> list[str]:
-        rows = self._read("SELECT DISTINCT peer_id FROM outbox WHERE status = ?", (QUEUED,))
-        return [r[0].hex() for r in rows]
-
-    def transition(
-        self, entry_id: int, to_status: str, now: float, reason: str | None = None, from_status: str = QUEUED
-    ) -> OutboxEntry | None:
-        """Move an entry from ``from_status`` to ``to_status``; ``None`` if it was not in it.
-
-        Only queued entries move, so each entry leaves ``queued`` exactly once: a
-        cancelled message is never sent afterwards, a sent one never expires.
-        """
-        with self._transaction() as db:
-            updated_index = self._next_updated_index(db)
-            row = db.execute(
-                "UPDATE outbox SET status = ?, reason = ?, updated_at = ?, updated_index = ?, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                f"WHERE id = ? AND status = ? RETURNING {OUTBOX_COLUMNS}",
-                (to_status, reason, now, updated_index, to_status, now, entry_id, from_status),
-            ).fetchone()
-            if row is None:
-                # Nothing moved: give the updated_index back so the sequence has no gap.
-                db.execute("UPDATE vars SET value = value - 1 WHERE name = 'outbox_updated_index'")
-                return None
-        return outbox_from_row(row)
-
-    def ids_with_status(self, status: str) -> list[int]:
-        return [r[0] for r in self._read("SELECT id FROM outbox WHERE status = ? ORDER BY id", (status,))]
-
-    def expired_ids(self, now: float) -> list[int]:
-        rows = self._read(
-            "SELECT id FROM outbox WHERE status = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
-            (QUEUED, now),
-        )
-        return [r[0] for r in rows]

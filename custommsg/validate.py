@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +34,10 @@ from .policy import TypeSelection
 from .schema import OUTBOX_STATUSES, Page
 from .wire import INTERNAL_TYPES, MAX_MESSAGE_LEN, MAX_TYPE, NODE_ID_LEN, Message, parse_message
 
+# Acknowledged delivery's two timeouts (ack.HELLO_TIMEOUT, ack.RETRANSMIT_AFTER), shortened
+# by the tests only: seconds, from the plugin's environment (README, "Development").
+HELLO_TIMEOUT_ENV = "CUSTOMMSG_DEV_HELLO_TIMEOUT"
+RETRANSMIT_AFTER_ENV = "CUSTOMMSG_DEV_RETRANSMIT_AFTER"
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 DEFAULT_REQUEST_TIMEOUT = 60.0
@@ -202,7 +206,7 @@ def parse_type_filter(value: Any) -> int | None:
 def parse_ttl(ttl: Any, queued: bool) -> float | None:
     seconds = optional(ttl, lambda v: parse_seconds(v, "ttl"))
     if seconds is not None and not queued:
-        raise ValidationError(INVALID_PARAMETER, "ttl only applies with queue=true", {"param": "ttl"})
+        raise ValidationError(INVALID_PARAMETER, "ttl only applies with queue=true or ack=true", {"param": "ttl"})
     return seconds
 
 
@@ -309,10 +313,13 @@ class Config:
     peer_rate: float
     peer_burst: int
     outbox_max: int
+    hello_timeout: float | None = None  # None: acknowledged delivery's own (ack.HELLO_TIMEOUT)
+    retransmit_after: float | None = None
 
 
-def parse_options(options: dict[str, Any], lightning_dir: str) -> Config:
-    """lightningd's ``init`` options -> :class:`Config`, or the error that disables the plugin."""
+def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None) -> Config:
+    """lightningd's ``init`` options (and the tests' overrides in ``environ``) -> :class:`Config`,
+    or the error that disables the plugin."""
     try:
         rate = float(options["custommsg-peer-rate"])
     except (KeyError, TypeError, ValueError):
@@ -329,7 +336,21 @@ def parse_options(options: dict[str, Any], lightning_dir: str) -> Config:
         peer_rate=rate,
         peer_burst=_positive_option(options, "custommsg-peer-burst"),
         outbox_max=_positive_option(options, "custommsg-outbox-max"),
+        hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
+        retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
     )
+
+
+def _seconds_env(environ: Mapping[str, str], name: str) -> float | None:
+    if name not in environ:
+        return None
+    try:
+        seconds = float(environ[name])
+    except ValueError:
+        seconds = -1
+    if not seconds > 0:
+        raise ValidationError(INVALID_PARAMETER, f"{name} must be a number of seconds above 0")
+    return seconds
 
 
 def _positive_option(options: dict[str, Any], name: str) -> int:

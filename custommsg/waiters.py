@@ -4,7 +4,10 @@ A waiter describes the message it wants (an inbox index to start from, a peer, a
 type, a body prefix). Every stored message is offered to the waiters; a match
 completes the waiter. *Exclusive* waiters (requests) each take a different
 message, first come first served, so concurrent requests to one peer get one reply
-each; plain waits all see the same message. Thread-safe; the clock is injected.
+each; plain waits all see the same message. A *keyed* waiter (``key`` set) waits for
+something else than a stored message: :meth:`WaiterRegistry.wake` completes it with
+whatever its key names settling (``("outbox", id)``: custommsg-outbox-wait). Thread-safe;
+the clock is injected.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .wire import message_body
 @dataclass(eq=False)
 class Waiter:
     min_index: int
-    on_message: Callable[[StoredMessage], None]
+    on_message: Callable[[Any], None]  # the StoredMessage; for a keyed waiter, what wake() gives
     on_fail: Callable[[str], None]
     peer_id: str | None = None
     type: int | None = None
@@ -34,11 +37,13 @@ class Waiter:
     deadline: float | None = None
     exclusive: bool = False
     context: Any = None
+    key: Any = None  # set: woken by wake(key, ...) only, never by a stored message
     id: int = field(default=0)
 
     def matches(self, message: StoredMessage) -> bool:
         return (
-            message.created_index >= self.min_index
+            self.key is None
+            and message.created_index >= self.min_index
             and (self.peer_id is None or message.peer_id == self.peer_id)
             and (self.type is None or message.type == self.type)
             and message_body(message.payload).startswith(self.body_prefix)
@@ -85,6 +90,16 @@ class WaiterRegistry:
                     taken = taken or waiter.exclusive
         for waiter in woken:
             self._call(waiter.on_message, message)
+        return len(woken)
+
+    def wake(self, key: Any, value: Any) -> int:
+        """Complete every waiter with this ``key``, giving it ``value``; returns how many."""
+        with self._lock:
+            woken = [w for w in self._waiters.values() if w.key is not None and w.key == key]
+            for waiter in woken:
+                del self._waiters[waiter.id]
+        for waiter in woken:
+            self._call(waiter.on_message, value)
         return len(woken)
 
     def fail(self, predicate: Callable[[Waiter], bool], reason: str) -> int:

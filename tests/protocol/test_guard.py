@@ -16,6 +16,7 @@ import pytest
 
 from .conftest import PEER_A, UNKNOWN_PEER, MakeLd
 from .harness import OWN_ID, FakeLightningd
+from .peerproto import app_send_hooks, app_sent
 
 REFUSED = [
     # (node_id, msg, error code)
@@ -123,7 +124,7 @@ def test_guard_refusal_reaches_caller(ld: FakeLightningd) -> None:
     reply = raw_request(ld.rpc.path, request + PEER_A.encode() + b'","zz"]}')
     assert reply["id"] == "cli:sendcustommsg#9"
     assert reply["error"]["code"] == 3302
-    assert ld.sent == [] and ld.fatal == []
+    assert app_sent(ld) == [] and ld.fatal == []
 
 
 @pytest.mark.parametrize("form", ["object", "array"])
@@ -140,7 +141,7 @@ def test_guard_disabled(make_ld: MakeLd, form: str) -> None:
 def test_guard_does_not_block_plugin_sends(ld: FakeLightningd) -> None:
     """The plugin's own sends pass through its guard (the hook sees them and continues)."""
     ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8001"}, timeout=3)
-    (request, answer), = ld.send_hooks
+    (request, answer), = app_send_hooks(ld)
     assert request["id"].startswith("custommsg:sendcustommsg#")
     assert answer == {"result": "continue"}
 
@@ -187,4 +188,4 @@ def test_escaped_msg_end_to_end(ld: FakeLightningd) -> None:
                f'"params":{{"node_id":"{PEER_A}","msg":"\\u0038001aa"}}}}')
     reply = raw_request(ld.rpc.path, request.encode())
     assert reply["error"]["code"] == 3302
-    assert ld.sent == [] and ld.fatal == []
+    assert app_sent(ld) == [] and ld.fatal == []

@@ -12,6 +12,7 @@ import pytest
 
 from .conftest import PEER_A, MakeLd
 from .harness import PLUGIN_PATH, FakeLightningd, wait_for
+from .peerproto import app_sent
 
 
 @pytest.mark.parametrize("version", ["v25.09", "v24.11.2", "v0.12.1"])
@@ -74,6 +75,8 @@ def test_shutdown_exits_promptly(ld: FakeLightningd) -> None:
 
 def test_stdin_closed_exits(ld: FakeLightningd) -> None:
     """If lightningd dies (stdin reaches EOF) the plugin exits by itself instead of lingering."""
+    # Its hellos to the connected peers first: the fake lightningd would fail their guard calls.
+    wait_for(lambda: len(ld.send_hooks) == 2, timeout=3)
     ld.start_call("custommsg-wait", {"nextvalue": 1})
     assert ld.close_stdin(timeout=5) == 0
 
@@ -83,7 +86,7 @@ def test_unknown_method_params(ld: FakeLightningd) -> None:
     ld.allowed_logs.append("Traceback")  # pyln logs the binding error's traceback itself
     for method, params in (("custommsg-send", {"node_id": PEER_A}),
                            ("custommsg-send", {"node_id": PEER_A, "mgs": "8001"}),
-                           ("custommsg-send", [PEER_A, "8001", False, False, None, "extra"]),
+                           ("custommsg-send", [PEER_A, "8001", False, False, None, False, "extra"]),
                            ("custommsg-wait", {}),
                            ("custommsg-cancel", {})):
         err = ld.call_error(method, params)
@@ -132,7 +135,7 @@ def test_started_as_lightningd_does(make_ld: MakeLd) -> None:
     ld.getmanifest()
     assert ld.init() is None
     assert ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8001"}, timeout=3)["status"] == "sent"
-    wait_for(lambda: ld.sent, timeout=3)
+    wait_for(lambda: app_sent(ld), timeout=3)
 
 
 def test_survives_unparsable_input(ld: FakeLightningd) -> None:

@@ -21,11 +21,13 @@ METHODS = {
     "custommsg-request",
     "custommsg-lsps-call",
     "custommsg-lsps-respond",
+    "custommsg-outbox-wait",
+    "custommsg-peers",
 }
 
 
 USAGE = {
-    "custommsg-send": "node_id msg [allow_even] [queue] [ttl]",
+    "custommsg-send": "node_id msg [allow_even] [queue] [ttl] [ack]",
     "custommsg-list": "[peer_id] [type] [index] [start] [limit] [method]",
     "custommsg-wait": "nextvalue [peer_id] [type] [timeout] [method]",
     "custommsg-delete": "[created_index] [up_to]",
@@ -35,6 +37,8 @@ USAGE = {
     "custommsg-request": "node_id msg reply_type [reply_prefix] [timeout] [allow_even]",
     "custommsg-lsps-call": "peer_id method [params] [timeout]",
     "custommsg-lsps-respond": "peer_id id [result] [error]",
+    "custommsg-outbox-wait": "id [timeout]",
+    "custommsg-peers": "[peer_id]",
 }
 
 

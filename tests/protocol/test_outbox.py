@@ -7,6 +7,7 @@ from typing import Any
 
 from .conftest import OFFLINE_PEER, PEER_A, PEER_B, UNKNOWN_PEER, MakeLd
 from .harness import FakeLightningd, wait_for
+from .peerproto import app_sent, app_sent_to
 
 
 def queue(ld: FakeLightningd, peer: str, msg: str, **extra: Any) -> dict[str, Any]:
@@ -33,14 +34,14 @@ def test_queue_for_offline_peer(ld: FakeLightningd) -> None:
     assert {"id": 1, "created_index": 1, "peer_id": OFFLINE_PEER, "type": 0x8001, "length": 3,
             "status": "queued"}.items() <= entry.items()
     assert "sent_at" not in entry
-    assert ld.sent == []
+    assert app_sent(ld) == []
 
 
 def test_queue_for_connected_peer_sends_now(ld: FakeLightningd) -> None:
     """queue=true to a connected peer with an empty outbox sends at once."""
     result = queue(ld, PEER_A, "8001aa")
     assert result["status"] == "sent" and "id" not in result
-    assert ld.sent == [(PEER_A, "8001aa")]
+    assert app_sent(ld) == [(PEER_A, "8001aa")]
     assert outbox(ld) == []
 
 
@@ -51,8 +52,8 @@ def test_connect_delivers_in_order(ld: FakeLightningd) -> None:
     assert ids == [1, 2, 3, 4, 5]
     queue(ld, UNKNOWN_PEER, "8003")  # another peer's queue stays put
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: len(ld.sent_to(OFFLINE_PEER)) == 5, timeout=5)
-    assert ld.sent_to(OFFLINE_PEER) == msgs
+    wait_for(lambda: len(app_sent_to(ld, OFFLINE_PEER)) == 5, timeout=5)
+    assert app_sent_to(ld, OFFLINE_PEER) == msgs
     entries = wait_for(lambda: [e for e in outbox(ld, peer_id=OFFLINE_PEER) if e["status"] == "sent"] if all(
         e["status"] == "sent" for e in outbox(ld, peer_id=OFFLINE_PEER)) else None, timeout=3)
     assert [e["id"] for e in entries] == ids
@@ -62,7 +63,7 @@ def test_connect_delivers_in_order(ld: FakeLightningd) -> None:
     assert [e["status"] for e in outbox(ld, peer_id=UNKNOWN_PEER)] == ["queued"]
     # Later sends with queue=true go straight out.
     assert queue(ld, OFFLINE_PEER, "8005")["status"] == "sent"
-    assert ld.sent_to(OFFLINE_PEER)[-1] == "8005"
+    assert app_sent_to(ld, OFFLINE_PEER)[-1] == "8005"
 
 
 def test_outbox_filters_and_pages(ld: FakeLightningd) -> None:
@@ -87,8 +88,8 @@ def test_restart_delivers_queue(ld: FakeLightningd) -> None:
     ld.stop()
     ld.peers[OFFLINE_PEER] = {"connected": True}  # it connected while the plugin was down
     ld.start()
-    wait_for(lambda: len(ld.sent_to(OFFLINE_PEER)) == 3, timeout=5)
-    assert ld.sent_to(OFFLINE_PEER) == msgs
+    wait_for(lambda: len(app_sent_to(ld, OFFLINE_PEER)) == 3, timeout=5)
+    assert app_sent_to(ld, OFFLINE_PEER) == msgs
     wait_for(lambda: all(e["status"] == "sent" for e in outbox(ld)), timeout=3)
 
 
@@ -105,9 +106,9 @@ def test_ttl_expiry(ld: FakeLightningd) -> None:
     assert expired["reason"] == "ttl passed" and "sent_at" not in expired
     assert waiting["status"] == "queued"
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sent_to(OFFLINE_PEER) == ["8001bb"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, OFFLINE_PEER) == ["8001bb"], timeout=3)
     time.sleep(0.1)
-    assert ld.sent_to(OFFLINE_PEER) == ["8001bb"]
+    assert app_sent_to(ld, OFFLINE_PEER) == ["8001bb"]
 
 
 def test_cancel(ld: FakeLightningd) -> None:
@@ -121,7 +122,7 @@ def test_cancel(ld: FakeLightningd) -> None:
     err = ld.call_error("custommsg-cancel", {"id": 999})
     assert err.code == 3341 and err.data == {"id": 999}
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sent_to(OFFLINE_PEER) == ["8001bb"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, OFFLINE_PEER) == ["8001bb"], timeout=3)
     wait_for(lambda: outbox(ld)[1]["status"] == "sent", timeout=3)
     err = ld.call_error("custommsg-cancel", {"id": second})
     assert err.code == 3342 and err.data["status"] == "sent"
@@ -145,7 +146,7 @@ def test_queue_for_unknown_peer_then_connect(ld: FakeLightningd) -> None:
     """A peer lightningd does not know yet can be queued for; its first connection delivers."""
     assert queue(ld, UNKNOWN_PEER, "8001aa")["status"] == "queued"
     ld.connect_peer(UNKNOWN_PEER)
-    wait_for(lambda: ld.sent_to(UNKNOWN_PEER) == ["8001aa"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, UNKNOWN_PEER) == ["8001aa"], timeout=3)
 
 
 def test_disconnect_during_queue_send(ld: FakeLightningd) -> None:
@@ -154,7 +155,7 @@ def test_disconnect_during_queue_send(ld: FakeLightningd) -> None:
     result = queue(ld, PEER_A, "8001aa")
     assert result["status"] == "queued" and result["id"] == 1
     ld.connect_peer(PEER_A)
-    wait_for(lambda: ld.sent_to(PEER_A) == ["8001aa"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, PEER_A) == ["8001aa"], timeout=3)
 
 
 def test_cancel_during_delivery(ld: FakeLightningd) -> None:
@@ -168,12 +169,12 @@ def test_cancel_during_delivery(ld: FakeLightningd) -> None:
         queue(ld, OFFLINE_PEER, m)
     gate = ld.hold_sends()
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sends_waiting == 1, timeout=3)
+    wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
     assert ld.call("custommsg-cancel", {"id": 3}, timeout=2)["status"] == "cancelled"
     gate.set()
     wait_for(lambda: outbox(ld)[1]["status"] == "sent", timeout=3)
     time.sleep(0.1)
-    assert ld.sent_to(OFFLINE_PEER) == ["8001aa", "8001bb"]
+    assert app_sent_to(ld, OFFLINE_PEER) == ["8001aa", "8001bb"]
     assert [e["status"] for e in outbox(ld)] == ["sent", "sent", "cancelled"]
 
 
@@ -184,8 +185,8 @@ def test_request_reply(ld: FakeLightningd) -> None:
     """custommsg-request sends, then returns the peer's first reply of reply_type that starts with reply_prefix."""
     call = ld.start_call("custommsg-request", {"node_id": PEER_A, "msg": "8001" + "c0ffee" + "00",
                                                 "reply_type": 0x8003, "reply_prefix": "c0ffee", "timeout": 5})
-    wait_for(lambda: ld.sent_to(PEER_A), timeout=3)
-    assert ld.sent_to(PEER_A) == ["8001c0ffee00"]
+    wait_for(lambda: app_sent_to(ld, PEER_A), timeout=3)
+    assert app_sent_to(ld, PEER_A) == ["8001c0ffee00"]
     ld.custommsg(PEER_B, payload(0x8003, b"\xc0\xff\xee"))  # another peer
     ld.custommsg(PEER_A, payload(0x8005, b"\xc0\xff\xee"))  # another type
     ld.custommsg(PEER_A, payload(0x8003, b"\xc0\xff\xef"))  # another prefix
@@ -202,7 +203,7 @@ def test_request_reply(ld: FakeLightningd) -> None:
 def test_request_positional_and_no_prefix(ld: FakeLightningd) -> None:
     """Positional params (node_id msg reply_type ...) and no prefix: any reply of that type from that peer."""
     call = ld.start_call("custommsg-request", [PEER_B, "8001", 0x8003, None, 5])
-    wait_for(lambda: ld.sent_to(PEER_B), timeout=3)
+    wait_for(lambda: app_sent_to(ld, PEER_B), timeout=3)
     ld.custommsg(PEER_B, payload(0x8003))
     assert call.result(timeout=2)["reply"]["length"] == 2
 
@@ -213,7 +214,7 @@ def test_concurrent_requests_reverse_replies(ld: FakeLightningd) -> None:
                                                  "reply_prefix": "01", "timeout": 5})
     second = ld.start_call("custommsg-request", {"node_id": PEER_A, "msg": "800102", "reply_type": 0x8003,
                                                   "reply_prefix": "02", "timeout": 5})
-    wait_for(lambda: len(ld.sent_to(PEER_A)) == 2, timeout=3)
+    wait_for(lambda: len(app_sent_to(ld, PEER_A)) == 2, timeout=3)
     ld.custommsg(PEER_A, payload(0x8003, b"\x02second"))
     assert second.result(timeout=2)["reply"]["text"] == "\x02second"
     assert not first.done()
@@ -225,7 +226,7 @@ def test_same_prefix_requests_take_one_reply_each(ld: FakeLightningd) -> None:
     """Two requests waiting for the same reply shape are answered one reply each, first come first served."""
     calls = [ld.start_call("custommsg-request", {"node_id": PEER_A, "msg": "8001", "reply_type": 0x8003,
                                                   "timeout": 5}) for _ in range(2)]
-    wait_for(lambda: len(ld.sent_to(PEER_A)) == 2, timeout=3)
+    wait_for(lambda: len(app_sent_to(ld, PEER_A)) == 2, timeout=3)
     ld.custommsg(PEER_A, payload(0x8003, "r1"))
     assert calls[0].result(timeout=2)["reply"]["text"] == "r1"
     assert not calls[1].done()
@@ -242,7 +243,7 @@ def test_reply_before_send_returns(ld: FakeLightningd) -> None:
     ld.custommsg(PEER_A, payload(0x8003, "quick"))
     gate.set()
     assert call.result(timeout=3)["reply"]["text"] == "quick"
-    wait_for(lambda: ld.sent_to(PEER_A) == ["8001"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, PEER_A) == ["8001"], timeout=3)
 
 
 def test_request_timeout(ld: FakeLightningd) -> None:
@@ -265,7 +266,7 @@ def test_request_fails_on_disconnect(ld: FakeLightningd) -> None:
     call_b = ld.start_call("custommsg-request", {"node_id": PEER_B, "msg": "8001", "reply_type": 0x8003,
                                                   "timeout": 10})
     waiting = ld.start_call("custommsg-wait", {"nextvalue": 1, "peer_id": PEER_A})
-    wait_for(lambda: len(ld.sent) == 2, timeout=3)
+    wait_for(lambda: len(app_sent(ld)) == 2, timeout=3)
     started = time.monotonic()
     ld.disconnect_peer(PEER_A)
     err = call_a.error(timeout=2)
@@ -286,7 +287,7 @@ def test_request_reply_type_not_stored(make_ld: MakeLd) -> None:
     ld2 = make_ld(options={"custommsg-type": "40000-40999"})
     err = ld2.call_error("custommsg-request", {"node_id": PEER_A, "msg": "8001", "reply_type": 0x8003})
     assert err.code == 3345
-    assert ld.sent == [] and ld2.sent == []
+    assert app_sent(ld) == [] and app_sent(ld2) == []
 
 
 def test_request_errors(ld: FakeLightningd) -> None:
@@ -307,11 +308,11 @@ def test_request_errors(ld: FakeLightningd) -> None:
         err = ld.call_error("custommsg-request", params, timeout=3)
         assert err.code == code, (params, err.error)
         assert time.monotonic() - started < 1
-    assert ld.sent == []
+    assert app_sent(ld) == []
     # The failed requests left no waiter behind to steal a later reply.
     call = ld.start_call("custommsg-request", {"node_id": PEER_A, "msg": "8001", "reply_type": 0x8003,
                                                 "timeout": 5})
-    wait_for(lambda: ld.sent, timeout=3)
+    wait_for(lambda: app_sent(ld), timeout=3)
     ld.custommsg(PEER_A, payload(0x8003))
     assert call.result(timeout=2)["reply"]["created_index"] == 1
 
@@ -323,7 +324,7 @@ def test_refused_entry_fails_and_delivery_goes_on(ld: FakeLightningd) -> None:
         queue(ld, OFFLINE_PEER, m)
     ld.refuse["8001bb"] = {"code": -1, "message": "connectd said no"}
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sent_to(OFFLINE_PEER) == ["8001aa", "8001cc"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, OFFLINE_PEER) == ["8001aa", "8001cc"], timeout=3)
     entries = wait_for(lambda: (lambda es: es if es[2]["status"] == "sent" else None)(outbox(ld)), timeout=3)
     assert [e["status"] for e in entries] == ["sent", "failed", "sent"]
     assert "connectd said no" in entries[1]["reason"]
@@ -335,18 +336,18 @@ def test_disconnect_during_delivery(ld: FakeLightningd) -> None:
         queue(ld, OFFLINE_PEER, m)
     gate = ld.hold_sends()
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sends_waiting == 1, timeout=3)
+    wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
     ld.disconnect_peer(OFFLINE_PEER, notify=False)  # lightningd will answer "Peer is not connected"
     gate.set()
     wait_for(lambda: ld.sends_waiting == 0, timeout=3)
     ld.disconnect_peer(OFFLINE_PEER)
     time.sleep(0.1)
-    assert ld.sent_to(OFFLINE_PEER) == []
+    assert app_sent_to(ld, OFFLINE_PEER) == []
     assert [e["status"] for e in outbox(ld)] == ["queued"] * 3
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: len(ld.sent_to(OFFLINE_PEER)) == 3, timeout=3)
+    wait_for(lambda: len(app_sent_to(ld, OFFLINE_PEER)) == 3, timeout=3)
     time.sleep(0.1)
-    assert ld.sent_to(OFFLINE_PEER) == ["8001aa", "8001bb", "8001cc"]
+    assert app_sent_to(ld, OFFLINE_PEER) == ["8001aa", "8001bb", "8001cc"]
 
 
 def test_ttl_passes_while_plugin_down(ld: FakeLightningd) -> None:
@@ -357,7 +358,7 @@ def test_ttl_passes_while_plugin_down(ld: FakeLightningd) -> None:
     time.sleep(0.4)
     ld.peers[OFFLINE_PEER] = {"connected": True}
     ld.start()
-    wait_for(lambda: ld.sent_to(OFFLINE_PEER) == ["8001bb"], timeout=3)
+    wait_for(lambda: app_sent_to(ld, OFFLINE_PEER) == ["8001bb"], timeout=3)
     wait_for(lambda: [e["status"] for e in outbox(ld)] == ["expired", "sent"], timeout=3)
     stats = ld.call("custommsg-stats")
     assert stats["session"]["sent"] == 1
@@ -373,15 +374,15 @@ def test_killed_during_hand_off(ld: FakeLightningd) -> None:
     """
     for m in ("8001aa", "8001bb"):
         queue(ld, OFFLINE_PEER, m)
-    gate = ld.hold_sends(1)
+    gate = ld.hold_sends(2)
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sends_waiting == 1, timeout=3)
+    wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
     ld.kill()
     gate.set()
     wait_for(lambda: ld.sends_waiting == 0, timeout=3)
     ld.start()  # listpeers says the peer is connected
-    wait_for(lambda: "8001bb" in ld.sent_to(OFFLINE_PEER), timeout=3)
-    sent = ld.sent_to(OFFLINE_PEER)
+    wait_for(lambda: "8001bb" in app_sent_to(ld, OFFLINE_PEER), timeout=3)
+    sent = app_sent_to(ld, OFFLINE_PEER)
     assert sent in (["8001aa", "8001bb"], ["8001aa", "8001aa", "8001bb"]), sent
     wait_for(lambda: [e["status"] for e in outbox(ld)] == ["sent", "sent"], timeout=3)
 
@@ -392,7 +393,7 @@ def test_queue_for_peer_whose_connect_notification_is_late(ld: FakeLightningd) -
     ld.connect_peer(OFFLINE_PEER, notify=False)
     result = queue(ld, OFFLINE_PEER, "8001ab")
     assert result["status"] in ("queued", "sent")
-    wait_for(lambda: ld.sent == [(OFFLINE_PEER, "8001ab")])
+    wait_for(lambda: app_sent(ld) == [(OFFLINE_PEER, "8001ab")])
     wait_for(lambda: [e["status"] for e in outbox(ld)] in (["sent"], []))
 
 
@@ -403,5 +404,5 @@ def test_delivery_resumes_when_lightningd_comes_back(ld: FakeLightningd) -> None
     result = queue(ld, PEER_A, "8001cd")
     assert result["status"] == "queued"
     assert [e["status"] for e in outbox(ld)] == ["queued"]
-    wait_for(lambda: ld.sent == [(PEER_A, "8001cd")])
+    wait_for(lambda: app_sent(ld) == [(PEER_A, "8001cd")])
     wait_for(lambda: [e["status"] for e in outbox(ld)] == ["sent"])

@@ -18,6 +18,7 @@ import pytest
 
 from .conftest import PEER_A, PEER_B, MakeLd
 from .harness import FakeLightningd, wait_for
+from .peerproto import app_sent
 
 
 def payload(msg_type: int, body: bytes | str = b"") -> str:
@@ -398,7 +399,7 @@ def test_waiters_survive_shutdown(ld: FakeLightningd) -> None:
     for _ in range(10):
         ld.start_call("custommsg-wait", {"nextvalue": 1})
     ld.start_call("custommsg-request", {"node_id": PEER_A, "msg": "8001", "reply_type": 0x8003, "timeout": 30})
-    wait_for(lambda: ld.sent, timeout=3)
+    wait_for(lambda: app_sent(ld), timeout=3)
     started = time.monotonic()
     assert ld.stop() == 0
     assert time.monotonic() - started < 3

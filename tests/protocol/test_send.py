@@ -14,6 +14,7 @@ import pytest
 
 from .conftest import OFFLINE_PEER, PEER_A, PEER_B, PEER_C, UNKNOWN_PEER, MakeLd
 from .harness import OWN_ID, FakeLightningd, wait_for
+from .peerproto import app_send_hooks, app_sent, app_sent_to
 
 SEND_TIMEOUT = 3.0  # a deadlock shows as a timeout: keep it short
 
@@ -32,9 +33,9 @@ def test_send_to_connected_peer(ld: FakeLightningd, form: str) -> None:
     msg = "8001" + b"hello".hex()
     result = ld.call("custommsg-send", send_params(form, PEER_A, msg), timeout=SEND_TIMEOUT)
     assert result == {"status": "sent", "peer_id": PEER_A, "type": 0x8001, "length": 7}
-    assert ld.sent == [(PEER_A, msg)]
-    assert len(ld.send_hooks) == 1
-    request, answer = ld.send_hooks[0]
+    assert app_sent(ld) == [(PEER_A, msg)]
+    assert len(app_send_hooks(ld)) == 1
+    request, answer = app_send_hooks(ld)[0]
     assert request["method"] == "sendcustommsg"
     assert request["params"] == {"node_id": PEER_A, "msg": msg}
     assert answer == {"result": "continue"}
@@ -54,10 +55,10 @@ BAD_NODE_IDS = [
 def test_send_invalid_node_id(shared_ld: FakeLightningd, form: str, node_id: Any) -> None:
     """An invalid node id is 3300, before anything reaches lightningd."""
     ld = shared_ld
-    before = (len(ld.send_hooks), len(ld.listpeers_calls))
+    before = (len(app_send_hooks(ld)), len(ld.listpeers_calls))
     err = ld.call_error("custommsg-send", send_params(form, node_id, "8001"))
     assert err.code == 3300
-    assert (len(ld.send_hooks), len(ld.listpeers_calls)) == before
+    assert (len(app_send_hooks(ld)), len(ld.listpeers_calls)) == before
 
 
 MSG_ERRORS = [
@@ -85,21 +86,21 @@ def test_send_message_errors(
 ) -> None:
     """Each malformed or forbidden message has its own code and data; none reaches lightningd."""
     ld = shared_ld
-    before = len(ld.send_hooks)
+    before = len(app_send_hooks(ld))
     err = ld.call_error("custommsg-send", send_params(form, PEER_A, msg))
     assert err.code == code, err.error
     assert isinstance(err.data, dict) and data.items() <= err.data.items(), err.data
-    assert len(ld.send_hooks) == before
+    assert len(app_send_hooks(ld)) == before
 
 
 @pytest.mark.parametrize("form", ["object", "array"])
 def test_send_own_id(shared_ld: FakeLightningd, form: str) -> None:
     """Sending to this node's own id is 3301 (lightningd would say "No such peer")."""
-    before = len(shared_ld.send_hooks)
+    before = len(app_send_hooks(shared_ld))
     err = shared_ld.call_error("custommsg-send", send_params(form, OWN_ID, "8001"))
     assert err.code == 3301
     assert err.data == {"node_id": OWN_ID}
-    assert len(shared_ld.send_hooks) == before
+    assert len(app_send_hooks(shared_ld)) == before
 
 
 @pytest.mark.parametrize("form", ["object", "array"])
@@ -107,7 +108,7 @@ def test_send_even_type_with_allow_even(ld: FakeLightningd, form: str) -> None:
     """allow_even=true lets an even type through."""
     result = ld.call("custommsg-send", send_params(form, PEER_A, "8000aa", True), timeout=SEND_TIMEOUT)
     assert result["status"] == "sent" and result["type"] == 0x8000
-    assert ld.sent == [(PEER_A, "8000aa")]
+    assert app_sent(ld) == [(PEER_A, "8000aa")]
 
 
 @pytest.mark.parametrize("form", ["object", "array"])
@@ -118,7 +119,7 @@ def test_send_unknown_and_offline_peers(ld: FakeLightningd, form: str) -> None:
     err = ld.call_error("custommsg-send", send_params(form, OFFLINE_PEER, "8001"))
     assert err.code == 3308 and err.data["peer_id"] == OFFLINE_PEER
     assert ld.listpeers_calls[1:] == [UNKNOWN_PEER, OFFLINE_PEER]
-    assert ld.sent == []
+    assert app_sent(ld) == []
 
 
 def test_send_peer_gone_without_notification(ld: FakeLightningd) -> None:
@@ -139,7 +140,7 @@ def test_connect_notification_makes_peer_sendable(ld: FakeLightningd) -> None:
     ld.connect_peer(PEER_C)
     result = ld.call("custommsg-send", {"node_id": PEER_C, "msg": "8001ff"}, timeout=SEND_TIMEOUT)
     assert result["status"] == "sent"
-    assert ld.sent == [(PEER_C, "8001ff")]
+    assert app_sent(ld) == [(PEER_C, "8001ff")]
     assert len(ld.listpeers_calls) == calls
 
 
@@ -158,9 +159,9 @@ def test_many_sends_in_order(ld: FakeLightningd) -> None:
     calls = [ld.start_call("custommsg-send", {"node_id": PEER_A, "msg": m}) for m in messages]
     results = [c.result(timeout=10) for c in calls]
     assert all(r["status"] == "sent" for r in results)
-    assert ld.sent_to(PEER_A) == messages
-    assert all(answer == {"result": "continue"} for _, answer in ld.send_hooks)
-    assert len(ld.send_hooks) == 200
+    assert app_sent_to(ld, PEER_A) == messages
+    assert all(answer == {"result": "continue"} for _, answer in app_send_hooks(ld))
+    assert len(app_send_hooks(ld)) == 200
     connections = {number for number, method, _ in ld.rpc.requests if method == "sendcustommsg"}
     assert len(connections) == 1
     assert time.monotonic() - started < 10
@@ -171,14 +172,14 @@ def test_send_largest_message(ld: FakeLightningd) -> None:
     msg = "8001" + "ab" * 65533
     result = ld.call("custommsg-send", {"node_id": PEER_A, "msg": msg}, timeout=SEND_TIMEOUT)
     assert result["length"] == 65535
-    assert ld.sent == [(PEER_A, msg)]
+    assert app_sent(ld) == [(PEER_A, msg)]
 
 
 def test_send_uppercase_hex_and_peer_id(ld: FakeLightningd) -> None:
     """Upper-case hex is accepted, and the peer id is answered in lightningd's lower case."""
     result = ld.call("custommsg-send", {"node_id": PEER_A.upper(), "msg": "8001ABCD"}, timeout=SEND_TIMEOUT)
     assert result["peer_id"] == PEER_A
-    assert ld.sent == [(PEER_A, "8001abcd")]
+    assert app_sent(ld) == [(PEER_A, "8001abcd")]
 
 
 def test_send_bad_flags(ld: FakeLightningd) -> None:
@@ -192,7 +193,7 @@ def test_send_bad_flags(ld: FakeLightningd) -> None:
     ):
         err = ld.call_error("custommsg-send", params)
         assert err.code == 3310, (params, err.error)
-    assert ld.sent == []
+    assert app_sent(ld) == []
 
 
 def test_send_survives_rpc_reconnect(ld: FakeLightningd) -> None:
@@ -202,7 +203,7 @@ def test_send_survives_rpc_reconnect(ld: FakeLightningd) -> None:
     time.sleep(0.05)
     result = ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8003"}, timeout=SEND_TIMEOUT)
     assert result["status"] == "sent"
-    assert ld.sent_to(PEER_A) == ["8001", "8003"]
+    assert app_sent_to(ld, PEER_A) == ["8001", "8003"]
 
 
 def test_main_loop_free_while_lightningd_busy(ld: FakeLightningd) -> None:
@@ -263,7 +264,7 @@ def test_send_after_one_hangup(ld: FakeLightningd) -> None:
     response = call.wait_response(SEND_TIMEOUT)
     assert response.get("result", {}).get("status") == "sent" or response["error"]["code"] == 3309, response
     assert ld.call("custommsg-send", {"node_id": PEER_A, "msg": "8005"}, timeout=SEND_TIMEOUT)["status"] == "sent"
-    assert ld.sent_to(PEER_A)[-1] == "8005"
+    assert app_sent_to(ld, PEER_A)[-1] == "8005"
 
 
 def test_sends_in_order_to_peer_learned_via_listpeers(ld: FakeLightningd) -> None:
@@ -281,7 +282,7 @@ def test_sends_in_order_to_peer_learned_via_listpeers(ld: FakeLightningd) -> Non
     time.sleep(0.2)
     gate.set()
     assert first.result(timeout=3)["status"] == "sent" and second.result(timeout=3)["status"] == "sent"
-    assert ld.sent_to(PEER_C) == ["8001aa", "8001bb"]
+    assert app_sent_to(ld, PEER_C) == ["8001aa", "8001bb"]
 
 
 def test_queued_then_direct_sends_keep_order(ld: FakeLightningd) -> None:
@@ -298,8 +299,8 @@ def test_queued_then_direct_sends_keep_order(ld: FakeLightningd) -> None:
     time.sleep(0.2)
     gate.set()
     assert later.result(timeout=5)["status"] == "sent"
-    wait_for(lambda: len(ld.sent_to(OFFLINE_PEER)) == 3, timeout=5)
-    assert ld.sent_to(OFFLINE_PEER) == ["8001aa", "8001bb", "8001cc"]
+    wait_for(lambda: len(app_sent_to(ld, OFFLINE_PEER)) == 3, timeout=5)
+    assert app_sent_to(ld, OFFLINE_PEER) == ["8001aa", "8001bb", "8001cc"]
 
 
 def test_many_large_sends(ld: FakeLightningd) -> None:
@@ -307,7 +308,7 @@ def test_many_large_sends(ld: FakeLightningd) -> None:
     messages = [f"8001{i:02x}" + f"{i:02x}" * 65532 for i in range(20)]
     calls = [ld.start_call("custommsg-send", {"node_id": PEER_A, "msg": m}) for m in messages]
     assert all(c.result(timeout=20)["length"] == 65535 for c in calls)
-    assert ld.sent_to(PEER_A) == messages
+    assert app_sent_to(ld, PEER_A) == messages
 
 
 @pytest.mark.parametrize(
@@ -315,15 +316,15 @@ def test_many_large_sends(ld: FakeLightningd) -> None:
     [
         ({"node_id": PEER_A}, "missing a required argument: 'msg'"),
         ({"node_id": PEER_A, "msg": "8001", "nodeid": PEER_A}, "unexpected keyword argument 'nodeid'"),
-        ([PEER_A, "8001", False, False, None, "extra"], "too many positional arguments"),
+        ([PEER_A, "8001", False, False, None, False, "extra"], "too many positional arguments"),
     ],
     ids=["missing", "unknown", "too-many"],
 )
 def test_parameter_binding_errors_are_invalid_params(shared_ld: FakeLightningd, params: Any, words: str) -> None:
     """A missing, misspelt or extra parameter is -32602, as lightningd answers it, with no traceback logged."""
     ld = shared_ld
-    before = len(ld.sent)
+    before = len(app_sent(ld))
     err = ld.call_error("custommsg-send", params)
     assert err.code == -32602
     assert words in err.error["message"] and "traceback" not in err.error
-    assert len(ld.sent) == before
+    assert len(app_sent(ld)) == before

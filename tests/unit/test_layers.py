@@ -16,10 +16,11 @@ import custommsg
 PACKAGE = Path(custommsg.__file__).resolve().parent
 
 # Bottom first: a module may import from the modules before it in this list, and no other.
-LAYERS = [
-    "errors", "wire", "schema", "policy", "validate", "guard", "blip50", "ack", "store", "outbox", "waiters", "stats", "lsps",
-    "receive",
-    "rpcclient", "pyln_seam", "eventloop", "service", "events", "methods", "shell",
+LAYERS = [  # __main__ (the entry point) stands above them all
+
+    "errors", "wire", "schema", "policy", "validate", "guard", "blip50", "ack",
+    "outboxstore", "ackstore", "store", "outbox", "waiters", "stats", "lsps", "delivery", "receive",
+    "rpcclient", "pyln_seam", "eventloop", "service", "events", "ackmethods", "methods", "shell",
 ]
 CORE = set(LAYERS[: LAYERS.index("receive") + 1])  # no pyln I/O, no sockets, no threads started
 
@@ -42,7 +43,7 @@ def _modules() -> dict[str, ast.Module]:
     return {
         path.stem: ast.parse(path.read_text(), str(path))
         for path in sorted(PACKAGE.glob("*.py"))
-        if path.stem != "__init__"
+        if path.stem not in ("__init__", "__main__")
     }
 
 

@@ -1,0 +1,97 @@
+"""Acknowledged delivery: messages per second until ``delivered``, against plain custommsg-send, same run.
+
+Two nodes, both running custommsg, connected (no channel). In each interleaved round the
+sender sends PER_ROUND messages to the receiver with plain ``custommsg-send`` (timed until
+the last call returns: lightningd took them), then PER_ROUND with ``ack=true`` (timed until
+the last one is ``delivered``: the receiver's plugin stored each and acknowledged it; acks
+are cumulative, so ``custommsg-outbox-wait`` on the last id covers them all). The ratio of
+the two rates is what counts. Then LATENCY_SAMPLES single acknowledged messages, one at a
+time, each timed from the send call to ``custommsg-outbox-wait`` returning ``delivered``.
+
+The receiver's rate limit is raised out of the way (its default, 100 messages a second
+from one peer, would drop envelopes, which then wait 10 s to go again): this measures the
+protocol, not the limit. CPU per message, from /proc, is summed over both nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from .conftest import PLUGIN_UNDER_TEST, CpuMeter, PersistentRpc, bench_node, plugin_paths, rpc_of, wait_until
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
+PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "200"))
+LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "100"))
+MSG = "8001" + "ab" * 64
+
+
+def plain(rpc: PersistentRpc, peer: str, count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        rpc.call("custommsg-send", {"node_id": peer, "msg": MSG})
+    return count / (time.perf_counter() - started)
+
+
+def acknowledged(rpc: PersistentRpc, peer: str, count: int) -> float:
+    started = time.perf_counter()
+    last = None
+    for _ in range(count):
+        last = rpc.call("custommsg-send", {"node_id": peer, "msg": MSG, "ack": True})
+    assert last is not None
+    settled = rpc.call("custommsg-outbox-wait", {"id": last["id"], "timeout": 60})
+    elapsed = time.perf_counter() - started
+    assert settled["status"] == "delivered", settled
+    return count / elapsed
+
+
+def one_delivered(rpc: PersistentRpc, peer: str) -> float:
+    started = time.perf_counter()
+    sent = rpc.call("custommsg-send", {"node_id": peer, "msg": MSG, "ack": True})
+    settled = rpc.call("custommsg-outbox-wait", {"id": sent["id"], "timeout": 60})
+    assert settled["status"] == "delivered", settled
+    return time.perf_counter() - started
+
+
+def test_acknowledged_delivery_rate(node_factory):
+    sender = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST))
+    receiver = bench_node(
+        node_factory, plugin=str(PLUGIN_UNDER_TEST),
+        **{"custommsg-peer-rate": "1000000", "custommsg-peer-burst": 1000000},
+    )
+    sender.connect(receiver)
+    peer = receiver.info["id"]
+    rpc = rpc_of(sender)
+    wait_until(lambda: rpc.call("custommsg-peers", {"peer_id": peer})["peers"][0]["ack_support"] == "yes", 30)
+    plugins = plugin_paths(PLUGIN_UNDER_TEST)
+    plain(rpc, peer, 50)  # warm up: connections, caches, the first stream
+    acknowledged(rpc, peer, 50)
+
+    cases = {"plain custommsg-send": plain, "custommsg-send ack=true, until delivered": acknowledged}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    cpu = {"sender": CpuMeter(), "receiver": CpuMeter()}
+    for _ in range(ROUNDS):
+        for name, run in cases.items():
+            with cpu["sender"].window(name, sender, plugins, PER_ROUND), \
+                    cpu["receiver"].window(name, receiver, plugins, PER_ROUND):
+                samples[name].append(run(rpc, peer, PER_ROUND))
+    latencies = sorted(one_delivered(rpc, peer) for _ in range(LATENCY_SAMPLES))
+
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    rate_plain, rate_ack = median["plain custommsg-send"], median["custommsg-send ack=true, until delivered"]
+    print(f"\nacknowledged delivery, {ROUNDS} interleaved rounds of {PER_ROUND} messages of "
+          f"{len(MSG) // 2} bytes (median msg/s):")
+    for name, value in median.items():
+        print(f"  {name:42s} {value:8.0f} msg/s  (min {min(samples[name]):.0f}, max {max(samples[name]):.0f})")
+    p50, p90 = statistics.median(latencies), latencies[int(0.9 * (len(latencies) - 1))]
+    print(f"send -> delivered, one at a time, {LATENCY_SAMPLES} messages: median {p50 * 1e3:.1f} ms, "
+          f"p90 {p90 * 1e3:.1f} ms")
+    for side, meter in cpu.items():
+        meter.report(f"{side} node")
+    print(f"RATIO ack=true until delivered / plain custommsg-send = {rate_ack / rate_plain:.2f}")
+    print(f"MEDIAN send to delivered = {p50 * 1e3:.1f} ms")
+    for side, meter in cpu.items():
+        meter.ratios(f"{side} ack / plain", "custommsg-send ack=true, until delivered", "plain custommsg-send")
+    stored = receiver.rpc.call("custommsg-stats")["inbox_count"]
+    assert stored == 2 * (50 + ROUNDS * PER_ROUND) + LATENCY_SAMPLES

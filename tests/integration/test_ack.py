@@ -1,0 +1,95 @@
+"""Acknowledged delivery (custommsg-send ack=true) between real lightningd nodes."""
+
+from __future__ import annotations
+
+import pytest
+from pyln.client import RpcError
+from pyln.testing.utils import wait_for
+
+from custommsg import errors
+
+from .conftest import PLUGIN, TEST_PLUGINS
+
+RECEIVER = str(TEST_PLUGINS / "receiver.py")  # logs every custom message it gets; no custommsg
+
+
+def outbox(node, **params):
+    return node.rpc.call("custommsg-outbox", params)["outbox"]
+
+
+def inbox(node, **params):
+    return node.rpc.call("custommsg-list", params)["messages"]
+
+
+def send_acked(node, peer, msg):
+    return node.rpc.call("custommsg-send", {"node_id": peer, "msg": msg, "ack": True})
+
+
+def peer_support(node, peer):
+    rows = node.rpc.call("custommsg-peers", {"peer_id": peer})["peers"]
+    return rows[0]["ack_support"] if rows else None
+
+
+def cut(l1, l2):
+    """Force the connection down, and wait until l1 knows."""
+    l1.rpc.disconnect(l2.info["id"], force=True)
+    wait_for(lambda: not any(p["connected"] for p in l1.rpc.listpeers(l2.info["id"])["peers"]))
+
+
+def test_200_acknowledged_messages_across_cuts_and_a_killed_receiver(node_factory):
+    """l1 sends 200 acknowledged messages to l2 (both run custommsg; no channel) while the
+    connection is cut twice with `disconnect force` and l2's lightningd is SIGKILLed and
+    restarted, each time with messages in flight. Then l2's inbox holds each message exactly
+    once, in the order sent, and every entry of l1's outbox is delivered."""
+    l1, l2 = node_factory.get_nodes(2, opts={"plugin": str(PLUGIN)})
+    l1.connect(l2)
+    peer = l2.info["id"]
+    wait_for(lambda: peer_support(l1, peer) == "yes")
+    msgs = [f"8001{i:04x}" + "ab" * 32 for i in range(200)]
+    ids = []
+    for i, msg in enumerate(msgs):
+        if i in (50, 150):
+            cut(l1, l2)
+        if i == 100:
+            l2.daemon.kill()  # SIGKILL: lightningd, and so its plugin, die at once
+            wait_for(lambda: not l1.rpc.listpeers(peer)["peers"])
+        if i in (60, 160):
+            l1.connect(l2)
+        if i == 110:
+            l2.start()
+            l1.connect(l2)
+        result = send_acked(l1, peer, msg)
+        assert result["status"] in ("sent", "queued")
+        ids.append(result["id"])
+    wait_for(lambda: [e["status"] for e in outbox(l1)] == ["delivered"] * 200, timeout=120)
+    entries = outbox(l1)
+    assert [e["id"] for e in entries] == ids
+    assert all(e["ack"] and e["delivered_at"] >= e["created_at"] for e in entries)
+    assert [m["payload"] for m in inbox(l2, peer_id=l1.info["id"])] == msgs
+    # the entries that were in flight at a cut went more than once; each was stored once
+    assert [e["seq"] for e in entries] == list(range(1, 201))
+    assert l2.rpc.call("custommsg-stats")["inbox_count"] == 200
+
+
+def test_peer_without_the_plugin(node_factory):
+    """l1 runs custommsg with a 2-second hello timeout (the tests' override); l2 runs only a plugin
+    that logs the custom messages it gets.
+    An acknowledged send waits for l2's hello, then fails saying l2 does not speak the protocol;
+    the next one fails at once with 3360; plain sends to l2 still work."""
+    l1 = node_factory.get_node(start=False, options={"plugin": str(PLUGIN)})
+    l1.daemon.env["CUSTOMMSG_DEV_HELLO_TIMEOUT"] = "2"
+    l1.start()
+    l2 = node_factory.get_node(options={"plugin": RECEIVER})
+    l1.connect(l2)
+    peer = l2.info["id"]
+    first = send_acked(l1, peer, "8001aa")
+    assert first["status"] == "queued"
+    done = l1.rpc.call("custommsg-outbox-wait", {"id": first["id"], "timeout": 30})
+    assert done["status"] == "failed" and "does not speak" in done["reason"]
+    assert peer_support(l1, peer) == "no"
+    with pytest.raises(RpcError) as caught:
+        send_acked(l1, peer, "8001bb")
+    assert caught.value.error["code"] == errors.ACK_UNSUPPORTED
+    assert l1.rpc.call("custommsg-send", {"node_id": peer, "msg": "8001cc"})["status"] == "sent"
+    l2.daemon.wait_for_log(rf"receiver got 8001cc from {l1.info['id']}")
+    assert not l2.daemon.is_in_log("receiver got b949")  # no envelope ever went to it

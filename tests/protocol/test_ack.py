@@ -1,0 +1,340 @@
+"""Acknowledged delivery (custommsg-send ack=true), driven like lightningd; the test plays the peer's plugin.
+
+The peer's side is written out by hand from the README's wire format: a hello is
+``b947 || u16 version || u8 flags``, an envelope ``b949 || u64 stream || u64 seq || inner``,
+an ack ``b94b || u64 stream || u64 seq``. The test reads what the plugin sent
+(``acked_sent_to``) and answers through the custommsg hook (``ld.custommsg``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from .conftest import OFFLINE_PEER, PEER_A, PEER_B, MakeLd
+from .harness import FakeLightningd, wait_for
+from .peerproto import ACK, ENVELOPE, HELLO, acked_sent_to, app_sent_to
+
+HELLO_0, HELLO_1 = HELLO + "000100", HELLO + "000101"  # version 1, reply=0 / reply=1
+STREAM = 0x0123456789ABCDEF
+
+
+def u64(value: int) -> str:
+    return value.to_bytes(8, "big").hex()
+
+
+def envelope(stream: int, seq: int, inner: str) -> str:
+    return ENVELOPE + u64(stream) + u64(seq) + inner
+
+
+def ack(stream: int, seq: int) -> str:
+    return ACK + u64(stream) + u64(seq)
+
+
+def send_acked(ld: FakeLightningd, peer: str, msg: str, **extra: Any) -> dict[str, Any]:
+    return ld.call("custommsg-send", {"node_id": peer, "msg": msg, "ack": True, **extra}, timeout=5)
+
+
+def outbox(ld: FakeLightningd, **params: Any) -> list[dict[str, Any]]:
+    return ld.call("custommsg-outbox", params)["outbox"]
+
+
+def statuses(ld: FakeLightningd) -> list[str]:
+    return [e["status"] for e in outbox(ld)]
+
+
+def envelopes_to(ld: FakeLightningd, peer: str) -> list[dict[str, Any]]:
+    return [m["envelope"] for m in acked_sent_to(ld, peer) if "envelope" in m]
+
+
+def acks_to(ld: FakeLightningd, peer: str) -> list[dict[str, Any]]:
+    return [m["ack"] for m in acked_sent_to(ld, peer) if "ack" in m]
+
+
+def hello_from(ld: FakeLightningd, peer: str) -> None:
+    """The peer's plugin says hello (reply=0), as it does on every connection."""
+    ld.custommsg(peer, HELLO_0)
+
+
+def inbox(ld: FakeLightningd) -> list[dict[str, Any]]:
+    return ld.call("custommsg-list")["messages"]  # type: ignore[no-any-return]
+
+
+# -- discovery ----------------------------------------------------------------------
+
+
+def test_hello_at_start_and_on_connect_and_the_answer(ld: FakeLightningd) -> None:
+    """A hello (reply=0) to each peer connected at start and to each that connects; a reply=1 to
+    a peer's reply=0, nothing to a reply=1; none of it stored, counted or notified."""
+    wait_for(lambda: acked_sent_to(ld, PEER_A) and acked_sent_to(ld, PEER_B))
+    assert acked_sent_to(ld, PEER_A) == [{"hello": 1, "reply": False}]
+    ld.connect_peer(OFFLINE_PEER)
+    wait_for(lambda: acked_sent_to(ld, OFFLINE_PEER) == [{"hello": 1, "reply": False}])
+    hello_from(ld, PEER_A)
+    wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 2)
+    assert acked_sent_to(ld, PEER_A)[1] == {"hello": 1, "reply": True}
+    ld.custommsg(PEER_A, HELLO_1)
+    ld.custommsg(PEER_A, HELLO + "0002fe" + "beef")  # a later version, unknown flags and bytes: answered the same
+    wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 3)
+    time.sleep(0.1)
+    assert len(acked_sent_to(ld, PEER_A)) == 3
+    for malformed in (HELLO + "0001", HELLO + "000000", ACK + "00", ENVELOPE + u64(1) + u64(0) + "8001"):
+        ld.custommsg(PEER_A, malformed)  # ignored
+    assert inbox(ld) == []
+    stats = ld.call("custommsg-stats")
+    assert stats["peers"] == [] and stats["session"]["sent"] == 0
+    assert not [n for n in ld.notifications if n.get("method") == "custommsg_stored"]
+
+
+def test_peers_lists_who_speaks_it(monkeypatch: pytest.MonkeyPatch, make_ld: MakeLd) -> None:
+    """custommsg-peers: yes once the peer said hello on this connection, no after the hello timeout, else unknown."""
+    monkeypatch.setenv("CUSTOMMSG_DEV_HELLO_TIMEOUT", "1")
+    ld = make_ld()
+    hello_from(ld, PEER_A)
+    peers = {p["peer_id"]: p for p in ld.call("custommsg-peers")["peers"]}
+    assert peers[PEER_A] == {"peer_id": PEER_A, "connected": True, "ack_support": "yes", "ack_version": 1,
+                             "queued": 0, "unacknowledged": 0}
+    assert peers[PEER_B]["ack_support"] == "unknown" and "ack_version" not in peers[PEER_B]
+    wait_for(lambda: ld.call("custommsg-peers", {"peer_id": PEER_B})["peers"][0]["ack_support"] == "no", timeout=4)
+    ld.disconnect_peer(PEER_A)
+    (row,) = ld.call("custommsg-peers", [PEER_A])["peers"]
+    assert row["connected"] is False and row["ack_support"] == "unknown" and row["ack_version"] == 1
+
+
+# -- the sender ---------------------------------------------------------------------
+
+
+def test_acknowledgement_marks_delivered(ld: FakeLightningd) -> None:
+    """ack=true to a peer that said hello: one envelope (its stream, seq 1, the message); the entry is
+    sent, then delivered with delivered_at on the peer's ack; custommsg_delivered and outbox-wait say so."""
+    hello_from(ld, PEER_A)
+    result = send_acked(ld, PEER_A, "8001aa")
+    assert result == {"status": "sent", "peer_id": PEER_A, "type": 0x8001, "length": 3, "id": 1}
+    (sent,) = envelopes_to(ld, PEER_A)
+    assert sent["seq"] == 1 and sent["inner"] == "8001aa"
+    assert app_sent_to(ld, PEER_A) == []  # the message went only inside the envelope
+    (entry,) = outbox(ld)
+    assert {"status": "sent", "ack": True, "seq": 1}.items() <= entry.items() and "delivered_at" not in entry
+    waiting = ld.start_call("custommsg-outbox-wait", {"id": 1, "timeout": 5})
+    ld.custommsg(PEER_A, ack(sent["stream"] + 1, 1))  # another stream's ack: ignored
+    ld.custommsg(PEER_A, ack(sent["stream"], 2))  # beyond what was sent: ignored
+    time.sleep(0.1)
+    assert not waiting.done() and statuses(ld) == ["sent"]
+    ld.custommsg(PEER_A, ack(sent["stream"], 1))
+    done = waiting.result(timeout=3)
+    assert done["status"] == "delivered" and done["delivered_at"] >= done["sent_at"] >= done["created_at"]
+    note = ld.wait_notification("custommsg_delivered")["params"]
+    assert note["id"] == 1 and note["status"] == "delivered"
+    assert ld.call("custommsg-outbox-wait", [1]) == done  # settled: answered at once
+    stats = ld.call("custommsg-stats")
+    assert stats["session"]["sent"] == 1 and stats["peers"][0]["type"] == 0x8001  # counted as the message
+
+
+def test_queued_until_hello_then_sent_in_order(ld: FakeLightningd) -> None:
+    """Before the peer's hello an acknowledged message waits (queued); its hello sends them, in order."""
+    ids = [send_acked(ld, PEER_A, f"8001{i:02x}")["id"] for i in range(3)]
+    assert statuses(ld) == ["queued"] * 3 and envelopes_to(ld, PEER_A) == []
+    assert "seq" not in outbox(ld)[0]  # no seq until it is handed over
+    hello_from(ld, PEER_A)
+    wait_for(lambda: len(envelopes_to(ld, PEER_A)) == 3)
+    assert [(e["seq"], e["inner"]) for e in envelopes_to(ld, PEER_A)] == [(1, "800100"), (2, "800101"), (3, "800102")]
+    stream = envelopes_to(ld, PEER_A)[0]["stream"]
+    ld.custommsg(PEER_A, ack(stream, 3))  # cumulative
+    wait_for(lambda: statuses(ld) == ["delivered"] * 3)
+    assert [e["id"] for e in outbox(ld, status="delivered")] == ids
+
+
+def test_retransmit_on_reconnect(ld: FakeLightningd) -> None:
+    """Unacknowledged entries go again, byte for byte and in order, when the peer reconnects and says hello."""
+    hello_from(ld, PEER_A)
+    for i in range(3):
+        send_acked(ld, PEER_A, f"8001{i:02x}")
+    first = ld.sent_to(PEER_A)[-3:]
+    stream = envelopes_to(ld, PEER_A)[0]["stream"]
+    ld.custommsg(PEER_A, ack(stream, 1))
+    ld.disconnect_peer(PEER_A)
+    ld.connect_peer(PEER_A)
+    wait_for(lambda: acked_sent_to(ld, PEER_A)[-1] == {"hello": 1, "reply": False})
+    time.sleep(0.1)
+    assert len(envelopes_to(ld, PEER_A)) == 3  # nothing before the peer's hello
+    ld.custommsg(PEER_A, HELLO_1)  # its answer to our hello
+    wait_for(lambda: len(envelopes_to(ld, PEER_A)) == 5)
+    assert ld.sent_to(PEER_A)[-2:] == first[1:]
+    ld.custommsg(PEER_A, ack(stream, 3))
+    wait_for(lambda: statuses(ld) == ["delivered"] * 3)
+
+
+def test_retransmit_after_timeout_while_connected(monkeypatch: pytest.MonkeyPatch, make_ld: MakeLd) -> None:
+    """No ack within RETRANSMIT_AFTER (1 s here) while connected: sent again, until acknowledged."""
+    monkeypatch.setenv("CUSTOMMSG_DEV_RETRANSMIT_AFTER", "1")
+    ld = make_ld()
+    hello_from(ld, PEER_A)
+    send_acked(ld, PEER_A, "8001aa")
+    started = time.monotonic()
+    wait_for(lambda: len(envelopes_to(ld, PEER_A)) == 2, timeout=4)
+    assert time.monotonic() - started >= 0.9
+    first, again = envelopes_to(ld, PEER_A)
+    assert first == again
+    ld.custommsg(PEER_A, ack(first["stream"], 1))
+    wait_for(lambda: statuses(ld) == ["delivered"])
+    time.sleep(2.2)
+    assert len(envelopes_to(ld, PEER_A)) == 2
+
+
+def test_restart_resends_unacknowledged(ld: FakeLightningd) -> None:
+    """The plugin restarts with entries not acknowledged: after the peer's hello they go again, same stream and seq."""
+    hello_from(ld, PEER_A)
+    send_acked(ld, PEER_A, "8001aa")
+    send_acked(ld, PEER_A, "8001bb")
+    before = envelopes_to(ld, PEER_A)
+    ld.restart()
+    wait_for(lambda: acked_sent_to(ld, PEER_A)[-1] == {"hello": 1, "reply": False})
+    ld.custommsg(PEER_A, HELLO_1)
+    wait_for(lambda: len(envelopes_to(ld, PEER_A)) == 4)
+    assert envelopes_to(ld, PEER_A)[2:] == before
+    send_acked(ld, PEER_A, "8001cc")  # the stream goes on
+    assert envelopes_to(ld, PEER_A)[-1] == {**before[0], "seq": 3, "inner": "8001cc"}
+    ld.custommsg(PEER_A, ack(before[0]["stream"], 3))
+    wait_for(lambda: statuses(ld) == ["delivered"] * 3)
+
+
+def test_killed_plugin_resends_what_it_was_handing_over(ld: FakeLightningd) -> None:
+    """SIGKILL while lightningd holds an envelope: the next run sends it again, with the same seq."""
+    hello_from(ld, PEER_A)
+    gate = ld.hold_sends(1)
+    call = ld.start_call("custommsg-send", {"node_id": PEER_A, "msg": "8001aa", "ack": True})
+    wait_for(lambda: ld.sends_waiting == 1)
+    ld.kill()
+    gate.set()
+    call.wait_response()  # the fake lightningd answers for the dead plugin
+    ld.start()
+    ld.custommsg(PEER_A, HELLO_0)
+    wait_for(lambda: len(envelopes_to(ld, PEER_A)) >= 2)
+    seqs = {e["seq"] for e in envelopes_to(ld, PEER_A)}
+    assert seqs == {1} and {e["inner"] for e in envelopes_to(ld, PEER_A)} == {"8001aa"}
+    ld.custommsg(PEER_A, ack(envelopes_to(ld, PEER_A)[0]["stream"], 1))
+    wait_for(lambda: statuses(ld) == ["delivered"])
+
+
+def test_peer_without_hello_fails_then_refused_at_once(monkeypatch: pytest.MonkeyPatch, make_ld: MakeLd) -> None:
+    """A connected peer that says no hello within HELLO_TIMEOUT (1 s here): its acknowledged entries
+    fail, saying why; the next ack=true to it fails at once with 3360; plain sends still work."""
+    monkeypatch.setenv("CUSTOMMSG_DEV_HELLO_TIMEOUT", "1")
+    ld = make_ld()
+    assert send_acked(ld, PEER_B, "8001aa")["status"] == "queued"
+    assert ld.call("custommsg-send", {"node_id": PEER_B, "msg": "8001bb", "queue": True})["status"] == "queued"
+    wait_for(lambda: statuses(ld)[0] == "failed", timeout=4)
+    failed = outbox(ld)[0]
+    assert "does not speak" in failed["reason"] and "seq" not in failed
+    wait_for(lambda: statuses(ld) == ["failed", "sent"])  # the plain one behind it went
+    err = ld.call_error("custommsg-send", {"node_id": PEER_B, "msg": "8001cc", "ack": True})
+    assert err.code == 3360 and err.data == {"peer_id": PEER_B}
+    assert ld.call("custommsg-send", {"node_id": PEER_B, "msg": "8001dd"})["status"] == "sent"
+    assert app_sent_to(ld, PEER_B) == ["8001bb", "8001dd"]
+    hello_from(ld, PEER_B)  # it speaks it after all (its plugin was started)
+    assert send_acked(ld, PEER_B, "8001ee")["status"] == "sent"
+    assert envelopes_to(ld, PEER_B)[0]["seq"] == 1
+
+
+def test_send_errors(ld: FakeLightningd) -> None:
+    """Too long for the envelope: 3304 with the envelope's limit; bad ack, and ttl without queue or ack: 3310."""
+    err = ld.call_error("custommsg-send", {"node_id": PEER_A, "msg": "8001" + "00" * 65516, "ack": True})
+    assert err.code == 3304 and err.data == {"length": 65518, "max": 65517}
+    assert ld.call_error("custommsg-send", {"node_id": PEER_A, "msg": "8001", "ack": "yes"}).code == 3310
+    assert ld.call_error("custommsg-send", {"node_id": PEER_A, "msg": "8001", "ttl": 5}).code == 3310
+    hello_from(ld, PEER_A)
+    assert send_acked(ld, PEER_A, "8001" + "00" * 65515)["length"] == 65517  # the largest fits
+    assert len(envelopes_to(ld, PEER_A)[0]["inner"]) == 2 * 65517
+
+
+def test_cancel_and_wait_timeout(ld: FakeLightningd) -> None:
+    """A queued acknowledged entry can be cancelled; handed over, it cannot (3342); outbox-wait times out (3361)."""
+    queued = send_acked(ld, PEER_A, "8001aa")["id"]  # no hello yet
+    assert ld.call("custommsg-cancel", {"id": queued})["status"] == "cancelled"
+    hello_from(ld, PEER_A)
+    sent = send_acked(ld, PEER_A, "8001bb")["id"]
+    err = ld.call_error("custommsg-cancel", {"id": sent})
+    assert err.code == 3342 and err.data == {"id": sent, "status": "sent"} and "may be stored" in err.message
+    started = time.monotonic()
+    err = ld.call_error("custommsg-outbox-wait", {"id": sent, "timeout": 0.5})
+    assert err.code == 3361 and err.data == {"id": sent, "status": "sent", "timeout": 0.5}
+    assert 0.4 <= time.monotonic() - started < 2
+    assert ld.call_error("custommsg-outbox-wait", {"id": sent, "timeout": 0}).code == 3361
+    assert ld.call_error("custommsg-outbox-wait", {"id": 99}).code == 3341
+    assert ld.call("custommsg-outbox-wait", {"id": queued})["status"] == "cancelled"
+    assert [e["inner"] for e in envelopes_to(ld, PEER_A)] == ["8001bb"]  # the cancelled one never went
+
+
+def test_ttl_of_a_sent_entry_breaks_the_stream(ld: FakeLightningd) -> None:
+    """An entry sent but not acknowledged when its ttl passes expires; the later ones of its stream fail with it
+    (the peer would take them for a gap); the next message starts a new stream at seq 1."""
+    hello_from(ld, PEER_A)
+    send_acked(ld, PEER_A, "8001aa", ttl=1)
+    send_acked(ld, PEER_A, "8001bb")
+    wait_for(lambda: statuses(ld) == ["expired", "failed"], timeout=4)
+    expired, failed = outbox(ld)
+    assert expired["reason"] == "ttl passed" and "outbox entry 1" in failed["reason"]
+    old = envelopes_to(ld, PEER_A)[0]["stream"]
+    send_acked(ld, PEER_A, "8001cc")
+    new = envelopes_to(ld, PEER_A)[-1]
+    assert new["stream"] != old and new["seq"] == 1
+    ld.custommsg(PEER_A, ack(old, 2))  # a late ack of the old stream changes nothing settled
+    ld.custommsg(PEER_A, ack(new["stream"], 1))
+    wait_for(lambda: statuses(ld) == ["expired", "failed", "delivered"])
+
+
+# -- the receiver -------------------------------------------------------------------
+
+
+def test_duplicate_envelope_stored_once_and_acked_again(ld: FakeLightningd) -> None:
+    """Envelopes are stored (their inner message, never the envelope) only in seq order: a copy is acked
+    again and not stored; a gap is acked with the last stored; only stored messages are notified."""
+    arrivals = [(1, "8001aa"), (1, "8001aa"), (3, "8001cc"), (2, "8001bb"), (3, "8001cc"), (2, "8001bb")]
+    for seq, inner in arrivals:
+        ld.custommsg(PEER_A, envelope(STREAM, seq, inner))
+    wait_for(lambda: len(acks_to(ld, PEER_A)) == 6)
+    assert [a["seq"] for a in acks_to(ld, PEER_A)] == [1, 1, 1, 2, 3, 3]
+    assert all(a["stream"] == STREAM for a in acks_to(ld, PEER_A))
+    messages = inbox(ld)
+    assert [(m["type"], m["payload"]) for m in messages] == [(0x8001, "8001aa"), (0x8001, "8001bb"), (0x8001, "8001cc")]
+    stored = [n["params"]["payload"] for n in ld.notifications if n.get("method") == "custommsg_stored"]
+    assert stored == ["8001aa", "8001bb", "8001cc"]
+    (row,) = ld.call("custommsg-stats")["peers"]
+    assert row["type"] == 0x8001 and row["session"]["received"] == 3 and row["session"]["stored"] == 3
+    # the same seqs of another stream, and from another peer, are new messages
+    ld.custommsg(PEER_A, envelope(STREAM + 1, 1, "8001dd"))
+    ld.custommsg(PEER_B, envelope(STREAM, 1, "8001ee"))
+    assert [m["payload"] for m in inbox(ld)][3:] == ["8001dd", "8001ee"]
+
+
+def test_receiver_remembers_across_restarts(ld: FakeLightningd) -> None:
+    """last per (peer, stream) is in the database: after a restart a copy is still a copy."""
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))
+    ld.restart()
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))
+    ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb"))
+    assert [m["payload"] for m in inbox(ld)] == ["8001aa", "8001bb"]
+    wait_for(lambda: [a["seq"] for a in acks_to(ld, PEER_A)] == [1, 1, 2])
+
+
+def test_inner_type_outside_custommsg_type_is_still_stored(make_ld: MakeLd) -> None:
+    """The sender asked for acknowledged storage: an inner type custommsg-type does not keep is stored and acked."""
+    ld = make_ld(options={"custommsg-type": "40001"})
+    ld.custommsg(PEER_A, "8001aa")  # plain: not kept
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001bb"))
+    assert [m["payload"] for m in inbox(ld)] == ["8001bb"]
+    wait_for(lambda: acks_to(ld, PEER_A) == [{"stream": STREAM, "seq": 1}])
+
+
+def test_rate_limited_envelope_is_not_acked(make_ld: MakeLd) -> None:
+    """An envelope the rate limiter drops is neither stored nor acked, so the sender sends it again."""
+    ld = make_ld(options={"custommsg-peer-rate": "0.001", "custommsg-peer-burst": 1})
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))
+    ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb"))
+    wait_for(lambda: acks_to(ld, PEER_A))
+    time.sleep(0.2)
+    assert acks_to(ld, PEER_A) == [{"stream": STREAM, "seq": 1}]
+    assert [m["payload"] for m in inbox(ld)] == ["8001aa"]
+    assert ld.call("custommsg-stats")["session"]["dropped"]["rate"] == 1

@@ -1,0 +1,444 @@
+"""Acknowledged delivery's state in the database (ackstore.py, outbox.py) and in memory (delivery.py).
+
+On a real SQLite file and an injected clock: migration 4, the (stream, seq) an entry gets at
+its first hand-off, queued -> sending -> sent -> delivered, what cancel and ttl do to an entry
+that has a seq (a broken stream, then a new one), and the receiver's ``last`` per stream,
+written in the transaction that stores the message or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from custommsg import errors
+from custommsg.ack import Ack, Decision, Envelope, Hello, parse
+from custommsg.delivery import AckedDelivery
+from custommsg.errors import CustomMsgError, PeerError, StorageError
+from custommsg.outbox import Outbox
+from custommsg.schema import (
+    CANCELLED,
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    MIGRATIONS,
+    QUEUED,
+    SENDING,
+    SENT,
+    OutboxEntry,
+)
+from custommsg.store import Store
+from custommsg.validate import parse_options
+from custommsg.waiters import Waiter, WaiterRegistry
+from custommsg.wire import Message
+
+from .helpers import A, B, Clock
+
+
+class Recorder:
+    """A blocking send: records (peer, payload); raises ``fail`` if set."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.fail: CustomMsgError | None = None
+
+    def __call__(self, peer_id: str, payload: bytes) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.calls.append((peer_id, payload))
+
+    def envelopes(self) -> list[Envelope]:
+        """The envelopes among the calls (plain entries go as they are)."""
+        found = [parse(payload) for _, payload in self.calls if payload[:2] == b"\xb9\x49"]
+        return [e for e in found if isinstance(e, Envelope)]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "custommsg.sqlite3")
+
+
+@pytest.fixture
+def store(db_path: str) -> Iterator[Store]:
+    opened = Store(db_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def outbox(store: Store, clock: Clock) -> Outbox:
+    return Outbox(store, per_peer_max=5, clock=clock)
+
+
+def ready(peer_id: str) -> bool:
+    return True
+
+
+def msg(n: int) -> Message:
+    return Message(32769, bytes([n]))
+
+
+def statuses(store: Store, peer: str | None = None) -> list[str]:
+    return [e.status for e in store.list_outbox(peer)]
+
+
+def hand_over(outbox: Outbox, peer: str, *numbers: int) -> Recorder:
+    for n in numbers:
+        outbox.enqueue(peer, msg(n), ack=True)
+    send = Recorder()
+    outbox.deliver(peer, send, ready)
+    return send
+
+
+# -- migration 4 ------------------------------------------------------------------------
+
+
+def test_migration_from_version_3_keeps_the_outbox(db_path: str) -> None:
+    # given a file of schema 3 with a sent entry
+    db = sqlite3.connect(db_path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 3")
+    db.execute(
+        "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, sent_at, updated_index) "
+        "VALUES (?, 32769, ?, 'sent', 1.0, 2.0, 2.0, 1)", (bytes.fromhex(A), b"\x80\x01"),
+    )
+    db.close()
+    # when it is opened; then the entry is a plain one, and the new tables are there
+    store = Store(db_path)
+    (entry,) = store.list_outbox()
+    assert (entry.status, entry.ack, entry.stream, entry.seq, entry.delivered_at) == (SENT, False, None, None, None)
+    assert "ack" not in entry.to_json() and "seq" not in entry.to_json()
+    store.close()
+    db = sqlite3.connect(db_path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"ack_out", "ack_in"} <= tables
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    db.close()
+
+
+# -- the sender: seq allocation and the statuses ----------------------------------------------
+
+
+def test_seq_at_first_hand_off_per_peer_and_persistent(outbox: Outbox, store: Store, db_path: str) -> None:
+    # given acknowledged entries to A and B, interleaved; when each peer's outbox is delivered
+    for n, peer in enumerate([A, B, A, A]):
+        outbox.enqueue(peer, msg(n), ack=True)
+    assert store.list_outbox()[0].seq is None
+    to_a, to_b = Recorder(), Recorder()
+    outbox.deliver(A, to_a, ready)
+    outbox.deliver(B, to_b, ready)
+    # then each peer has its own stream, seqs from 1, in order; the envelope carries the message exactly
+    sent_a, sent_b = to_a.envelopes(), to_b.envelopes()
+    assert [(e.seq, e.inner) for e in sent_a] == [(1, msg(0)), (2, msg(2)), (3, msg(3))]
+    assert [(e.seq, e.inner) for e in sent_b] == [(1, msg(1))]
+    assert sent_a[0].stream == sent_a[2].stream != sent_b[0].stream
+    assert to_a.calls[0][1] == Envelope(sent_a[0].stream, 1, msg(0)).serialize()
+    entry = store.outbox_entry(1)
+    assert entry is not None and (entry.status, entry.ack, entry.stream, entry.seq) == (SENT, True, sent_a[0].stream, 1)
+    assert entry.to_json()["ack"] is True and entry.to_json()["seq"] == 1
+    # and after a reopen the stream goes on
+    store.close()
+    reopened = Store(db_path)
+    again = Outbox(reopened, per_peer_max=5)
+    more = hand_over(again, A, 9).envelopes()
+    assert [(e.stream, e.seq) for e in more] == [(sent_a[0].stream, 4)]
+    reopened.close()
+
+
+def test_not_ready_holds_the_entry_and_those_behind_it(outbox: Outbox, store: Store) -> None:
+    outbox.enqueue(A, msg(1), ack=True)
+    outbox.enqueue(A, msg(2))  # plain, behind it
+    send = Recorder()
+    report = outbox.deliver(A, send)  # no hello yet
+    assert report.held and send.calls == [] and statuses(store) == [QUEUED, QUEUED]
+    assert store.list_outbox()[0].seq is None
+
+
+def test_ack_delivers_cumulatively(outbox: Outbox, store: Store, clock: Clock) -> None:
+    settled: list[OutboxEntry] = []
+    outbox.on_settled = settled.append
+    stream = hand_over(outbox, A, 1, 2, 3).envelopes()[0].stream
+    assert settled == []  # sent is not where an acknowledged entry stops
+    clock.advance(2)
+    assert store.ack_delivered(A, stream ^ 1, 3, clock()) is None  # a stream we never sent: ignored
+    assert store.ack_delivered(A, stream, 4, clock()) is None  # beyond the highest seq sent: ignored
+    assert store.ack_delivered(A, stream, 2**64 - 1, clock()) is None
+    assert statuses(store) == [SENT] * 3
+    delivered = store.ack_delivered(A, stream, 2, clock())
+    assert delivered is not None and [e.id for e in delivered] == [1, 2]
+    assert all(e.status == DELIVERED and e.delivered_at == 1002.0 and e.reason is None for e in delivered)
+    assert delivered[0].to_json()["delivered_at"] == 1002.0
+    assert store.ack_delivered(A, stream, 2, clock()) == []  # again: nothing more
+    assert store.ack_delivered(B, stream, 3, clock()) is None  # the same stream id from another peer
+    assert [e.id for e in store.ack_delivered(A, stream, 3, clock()) or []] == [3]
+    assert statuses(store) == [DELIVERED] * 3
+    assert all(e.settled for e in store.list_outbox())
+
+
+def test_an_ack_during_the_hand_off_delivers_it(outbox: Outbox, store: Store) -> None:
+    outbox.enqueue(A, msg(1), ack=True)
+    send = Recorder()
+
+    def ack_meanwhile(peer_id: str, payload: bytes) -> None:
+        envelope = parse(payload)
+        assert isinstance(envelope, Envelope)
+        assert store.ack_delivered(A, envelope.stream, envelope.seq, 1.0) is not None  # in sending
+        send(peer_id, payload)
+
+    report = outbox.deliver(A, ack_meanwhile, ready)
+    assert report.sent == [] and statuses(store) == [DELIVERED]
+    entry = store.outbox_entry(1)
+    assert entry is not None and entry.sent_at == 1.0
+
+
+def test_cancel_only_before_the_first_hand_off(outbox: Outbox, store: Store) -> None:
+    outbox.enqueue(A, msg(1), ack=True)
+    outbox.enqueue(A, msg(2), ack=True)
+    assert outbox.cancel(1).status == CANCELLED
+    hand_over(outbox, A)
+    with pytest.raises(CustomMsgError) as caught:
+        outbox.cancel(2)
+    assert caught.value.code == errors.OUTBOX_NOT_QUEUED and caught.value.data == {"id": 2, "status": SENT}
+    # queued again with its seq (the plugin died while handing it over): still not cancellable
+    store.transition(2, SENDING, 5.0, from_status=SENT)
+    assert outbox.recover() == 1 and statuses(store) == [CANCELLED, QUEUED]
+    with pytest.raises(CustomMsgError):
+        outbox.cancel(2)
+
+
+def test_recovered_entry_keeps_its_seq(outbox: Outbox, store: Store) -> None:
+    outbox.enqueue(A, msg(1), ack=True)
+    outbox.enqueue(A, msg(2), ack=True)
+    moving, held = store.ack_start(1, 1.0)  # the plugin dies during this hand-off
+    assert moving is not None and not held and moving.seq == 1
+    assert outbox.recover() == 1
+    sent = hand_over(outbox, A).envelopes()
+    assert [e.seq for e in sent] == [1, 2] and sent[0].stream == moving.stream
+
+
+def test_pending_acknowledged_entries_count_against_the_bound(outbox: Outbox) -> None:
+    hand_over(outbox, A, 1, 2, 3, 4, 5)
+    with pytest.raises(CustomMsgError) as caught:
+        outbox.enqueue(A, msg(6))
+    assert caught.value.code == errors.OUTBOX_FULL
+
+
+def test_unacknowledged_lists_what_to_send_again(outbox: Outbox, store: Store) -> None:
+    stream = hand_over(outbox, A, 1, 2, 3).envelopes()[0].stream
+    store.ack_delivered(A, stream, 1, 1.0)
+    assert [e.seq for e in store.unacknowledged(A)] == [2, 3] and store.unacknowledged(B) == []
+    assert store.ack_counts() == {A: {"queued": 0, "unacknowledged": 2}}
+
+
+# -- giving up: ttl, a peer without the protocol ---------------------------------------------------
+
+
+def test_ttl_of_a_sent_entry_breaks_its_stream(outbox: Outbox, store: Store, clock: Clock) -> None:
+    settled: list[OutboxEntry] = []
+    outbox.on_settled = settled.append
+    # given 1 (no ttl), 2 (ttl 10), 3 (no ttl) handed over and unacknowledged
+    outbox.enqueue(A, msg(1), ack=True)
+    outbox.enqueue(A, msg(2), ttl=10, ack=True)
+    outbox.enqueue(A, msg(3), ack=True)
+    old = Recorder()
+    outbox.deliver(A, old, ready)
+    stream = old.envelopes()[0].stream
+    # when 2's ttl passes; then 2 expires, 3 (after it) fails, 1 (before it) still waits
+    clock.advance(10)
+    expired = outbox.expire_due()
+    assert [(e.id, e.status) for e in expired] == [(2, EXPIRED), (3, FAILED)]
+    assert [e.id for e in settled] == [2, 3]
+    assert "outbox entry 2" in (store.outbox_entry(3) or expired[0]).reason  # type: ignore[operator]
+    # and a new entry waits while 1 waits for its ack: the peer must store 1 before it
+    outbox.enqueue(A, msg(4), ack=True)
+    report = outbox.deliver(A, Recorder(), ready)
+    assert report.held and statuses(store) == [SENT, EXPIRED, FAILED, QUEUED]
+    # once 1 is acknowledged, 4 goes in a new stream, from seq 1
+    store.ack_delivered(A, stream, 1, clock())
+    new = hand_over(outbox, A).envelopes()
+    assert [(e.seq, e.inner) for e in new] == [(1, msg(4))] and new[0].stream != stream
+    assert statuses(store) == [DELIVERED, EXPIRED, FAILED, SENT]
+
+
+def test_a_queued_entry_without_seq_expires_alone(outbox: Outbox, store: Store, clock: Clock) -> None:
+    outbox.enqueue(A, msg(1), ttl=1, ack=True)
+    outbox.enqueue(A, msg(2), ack=True)
+    clock.advance(1)
+    assert [e.id for e in outbox.expire_due()] == [1]
+    assert [e.seq for e in hand_over(outbox, A).envelopes()] == [1]  # no hole: 2 is seq 1
+
+
+def test_peer_without_the_protocol_fails_every_pending_entry(outbox: Outbox, store: Store) -> None:
+    stream = hand_over(outbox, A, 1, 2).envelopes()[0].stream
+    store.ack_delivered(A, stream, 1, 1.0)
+    outbox.enqueue(A, msg(3), ack=True)
+    outbox.enqueue(A, msg(4))  # plain: untouched
+    failed = outbox.fail_acknowledged(A, "does not speak it")
+    assert [(e.id, e.status) for e in failed] == [(2, FAILED), (3, FAILED)]
+    assert {e.reason for e in failed} == {"does not speak it"}
+    assert statuses(store) == [DELIVERED, FAILED, FAILED, QUEUED]
+    new = hand_over(outbox, A, 5).envelopes()  # it spoke it after all: a new stream
+    assert new[0].seq == 1 and new[0].stream != stream
+
+
+def test_refused_envelope_breaks_the_stream_too(outbox: Outbox, store: Store) -> None:
+    outbox.enqueue(A, msg(1), ack=True)
+    send = Recorder()
+    send.fail = CustomMsgError(errors.SEND_FAILED, "connectd said no")
+    report = outbox.deliver(A, send, ready)
+    assert [e.status for e in report.failed] == [FAILED]
+    assert hand_over(outbox, A, 2).envelopes()[0].seq == 1
+
+
+def test_disconnect_mid_hand_off_queues_it_again_with_its_seq(outbox: Outbox, store: Store) -> None:
+    outbox.enqueue(A, msg(1), ack=True)
+    send = Recorder()
+    send.fail = PeerError(errors.PEER_NOT_CONNECTED, "gone")
+    assert outbox.deliver(A, send, ready).interrupted
+    entry = store.outbox_entry(1)
+    assert entry is not None and (entry.status, entry.seq) == (QUEUED, 1)
+
+
+# -- the receiver -------------------------------------------------------------------------
+
+
+def receive(store: Store, peer: str, stream: int, seq: int, body: bytes) -> tuple[Decision | None, int, bool]:
+    gate = store.envelope_gate(peer, stream, seq)
+    stored = store.add_message(peer, b"\x80\x01" + body, 32769, 1.0, 100, gate=gate)
+    return gate.decision, gate.last, stored is not None
+
+
+def test_the_receivers_rule_with_last_in_the_database(store: Store, db_path: str) -> None:
+    assert receive(store, A, 7, 1, b"a") == (Decision.STORE, 1, True)
+    assert receive(store, A, 7, 1, b"a") == (Decision.DUPLICATE, 1, False)
+    assert receive(store, A, 7, 3, b"c") == (Decision.GAP, 1, False)
+    assert receive(store, A, 8, 1, b"x") == (Decision.STORE, 1, True)  # another stream
+    assert receive(store, B, 7, 1, b"y") == (Decision.STORE, 1, True)  # another peer
+    assert receive(store, A, 7, 2**64 - 1, b"z") == (Decision.GAP, 1, False)
+    store.close()
+    reopened = Store(db_path)
+    assert receive(reopened, A, 7, 1, b"a") == (Decision.DUPLICATE, 1, False)
+    assert receive(reopened, A, 7, 2, b"b") == (Decision.STORE, 2, True)
+    assert [m.payload for m in reopened.list_messages(A)] == [b"\x80\x01a", b"\x80\x01x", b"\x80\x01b"]
+    reopened.close()
+
+
+def test_last_moves_only_with_the_stored_message(store: Store, db_path: str) -> None:
+    # given an insert that fails (another process's trigger, as a full disk would)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("CREATE TRIGGER fail_insert BEFORE INSERT ON inbox BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(StorageError):
+        receive(store, A, 7, 1, b"a")
+    # then last did not move: the sender's copy is still stored, once
+    other.execute("DROP TRIGGER fail_insert")
+    other.close()
+    assert receive(store, A, 7, 1, b"a") == (Decision.STORE, 1, True)
+    assert store.inbox_count == 1
+
+
+# -- delivery.py: hellos, acks, timeouts in memory ----------------------------------------------
+
+
+class Wiring:
+    """An AckedDelivery with its sends and schedules recorded, on a real outbox."""
+
+    def __init__(self, store: Store, outbox: Outbox, clock: Clock):
+        self.posted: list[tuple[str, Any]] = []
+        self.scheduled: list[tuple[str, bool, bool]] = []
+        self.delivered: list[OutboxEntry] = []
+        self.acked = AckedDelivery(
+            store, outbox, lambda p, m: self.posted.append((p, parse(m.serialize()))),
+            lambda p, r, f: self.scheduled.append((p, r, f)), self.delivered.append, lambda *a, **k: None,
+            hello_timeout=30, retransmit_after=10, clock=clock, wall=clock,
+        )
+
+
+def test_hellos_and_what_they_start(store: Store, outbox: Outbox, clock: Clock) -> None:
+    w = Wiring(store, outbox, clock)
+    w.acked.connected(A)
+    assert w.posted == [(A, Hello(1, reply=False))] and not w.acked.ready(A)
+    w.acked.on_hello(A, Hello(1, reply=True))  # its answer: ready, send what waits
+    assert w.acked.ready(A) and w.scheduled == [(A, True, True)] and len(w.posted) == 1
+    w.acked.on_hello(A, Hello(1, reply=False))  # its plugin (re)started: answered, and everything again
+    assert w.posted[-1] == (A, Hello(1, reply=True)) and w.scheduled[-1] == (A, True, True)
+    w.acked.on_hello(A, Hello(1, reply=True))
+    assert len(w.scheduled) == 2
+    w.acked.disconnected(A)
+    assert not w.acked.ready(A)
+
+
+def test_hello_timeout_fails_and_refuses(store: Store, outbox: Outbox, clock: Clock) -> None:
+    w = Wiring(store, outbox, clock)
+    w.acked.connected(A)
+    outbox.enqueue(A, msg(1), ack=True)
+    w.acked.check_supported(A)  # unknown yet: fine
+    clock.advance(30)
+    w.acked.sweep()
+    assert statuses(store) == [FAILED]
+    with pytest.raises(CustomMsgError) as caught:
+        w.acked.check_supported(A)
+    assert caught.value.code == errors.ACK_UNSUPPORTED and caught.value.data == {"peer_id": A}
+    assert [r["ack_support"] for r in w.acked.describe({A})] == ["no"]
+
+
+def test_retransmit_and_ack(store: Store, outbox: Outbox, clock: Clock) -> None:
+    w = Wiring(store, outbox, clock)
+    w.acked.connected(A)
+    w.acked.on_hello(A, Hello(1, reply=True))
+    for n in (1, 2):
+        outbox.enqueue(A, msg(n), ack=True)
+    first = Recorder()
+
+    def send(peer_id: str, payload: bytes) -> None:
+        w.acked.sending(peer_id, payload)
+        first(peer_id, payload)
+
+    outbox.deliver(A, send, w.acked.ready)
+    clock.advance(9)
+    w.acked.sweep()
+    assert w.scheduled == [(A, True, True)]  # only the hello's so far
+    clock.advance(1)
+    w.acked.sweep()
+    assert w.scheduled[-1] == (A, True, False)
+    again = Recorder()
+    assert w.acked.retransmit(A, again)
+    assert again.calls == first.calls
+    stream = first.envelopes()[0].stream
+    w.acked.on_ack(A, Ack(stream, 2))
+    assert [e.id for e in w.delivered] == [1, 2] and statuses(store) == [DELIVERED, DELIVERED]
+    clock.advance(100)
+    w.acked.sweep()
+    assert w.scheduled[-1] == (A, True, False) and len(w.scheduled) == 2  # nothing in flight any more
+
+
+# -- waiters, options ---------------------------------------------------------------------------
+
+
+def test_keyed_waiter_is_woken_by_its_key_only() -> None:
+    registry = WaiterRegistry(clock=Clock())
+    got: list[Any] = []
+    registry.add(Waiter(min_index=0, on_message=got.append, on_fail=got.append, key=("outbox", 1)))
+    assert registry.wake(("outbox", 2), "other") == 0
+    assert registry.wake(("outbox", 1), "mine") == 1 and got == ["mine"]
+    assert len(registry) == 0
+
+
+def test_timeouts_from_the_environment() -> None:
+    options = {"custommsg-peer-rate": "100", "custommsg-inbox-max": 1, "custommsg-peer-burst": 1,
+               "custommsg-outbox-max": 1}
+    assert parse_options(options, "/x").hello_timeout is None
+    config = parse_options(options, "/x", {"CUSTOMMSG_DEV_HELLO_TIMEOUT": "2", "CUSTOMMSG_DEV_RETRANSMIT_AFTER": "0.5"})
+    assert (config.hello_timeout, config.retransmit_after) == (2.0, 0.5)
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(CustomMsgError):
+            parse_options(options, "/x", {"CUSTOMMSG_DEV_HELLO_TIMEOUT": bad})
