@@ -9,8 +9,6 @@ written in the transaction that stores the message or not at all.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,18 +58,6 @@ class Recorder:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "custommsg.sqlite3")
-
-
-@pytest.fixture
-def store(db_path: str) -> Iterator[Store]:
-    opened = Store(db_path)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

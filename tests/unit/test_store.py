@@ -6,7 +6,6 @@ import shutil
 import sqlite3
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,6 @@ from custommsg.store import Store
 A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 B = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
 BIG = 1_000_000  # an inbox_max that never drops anything
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "custommsg.sqlite3")
-
-
-@pytest.fixture
-def store(db_path: str) -> Iterator[Store]:
-    opened = Store(db_path)
-    yield opened
-    opened.close()
 
 
 def add(store: Store, peer: str, payload: bytes, at: float = 1.0, inbox_max: int = BIG) -> StoredMessage:
