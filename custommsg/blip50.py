@@ -134,7 +134,20 @@ def _no_constant(name: str) -> Any:
     raise MalformedFrame("not json", constant=name)  # NaN, Infinity: Python-only, not JSON
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+# CPython refuses an int of more than sys.get_int_max_str_digits() digits, but that limit is the
+# interpreter's setting (PYTHONINTMAXSTRDIGITS=0 lifts it): the frame's rule must not move with it.
+MAX_INT_DIGITS = 4300
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:  # a 1 MB number costs quadratic time to convert
+        raise MalformedFrame("not json", digits=len(digits))
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant, parse_int=_bounded_int
+)
 
 
 def parse_frame(body: bytes, role: Role | None = None) -> Frame:

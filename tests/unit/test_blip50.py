@@ -197,12 +197,28 @@ def test_malformed_table_is_large_enough() -> None:
     assert len({case[0] for case in MALFORMED}) == len(MALFORMED)
 
 
-@pytest.mark.skipif(not hasattr(sys, "get_int_max_str_digits"), reason="Python without the int digit limit")
-def test_int_of_5000_digits_is_not_json() -> None:
-    # json raises ValueError (not JSONDecodeError) past sys.get_int_max_str_digits()
+@pytest.mark.parametrize("sign", [b"", b"-"])
+def test_int_of_4301_digits_is_not_json(sign: bytes) -> None:
+    # the bound is the frame's own, whatever sys.set_int_max_str_digits() or PYTHONINTMAXSTRDIGITS say
     with pytest.raises(MalformedFrame) as caught:
-        parse_frame(b'{"jsonrpc":"2.0","id":"a","result":1' + b"0" * 5000 + b"}")
+        parse_frame(b'{"jsonrpc":"2.0","id":"a","result":' + sign + b"1" + b"0" * 4300 + b"}")
     assert caught.value.data["reason"] == "not json"
+
+
+def test_int_of_4300_digits_is_a_result() -> None:
+    frame = parse_frame(b'{"jsonrpc":"2.0","id":"a","result":-1' + b"0" * 4299 + b"}")
+    assert frame == Response("a", -(10**4299))
+
+
+@pytest.mark.skipif(not hasattr(sys, "set_int_max_str_digits"), reason="Python without the int digit limit")
+def test_int_bound_does_not_follow_the_interpreter_setting() -> None:
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # what PYTHONINTMAXSTRDIGITS=0 does
+    try:
+        with pytest.raises(MalformedFrame):
+            parse_frame(b'{"jsonrpc":"2.0","id":"a","result":1' + b"0" * 5000 + b"}")
+    finally:
+        sys.set_int_max_str_digits(before)
 
 
 # -- canonical bodies: parse and serialize are exact inverses -----------------
