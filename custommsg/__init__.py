@@ -4,11 +4,13 @@ The layers, top to bottom; a module imports only from layers below its own
 (``tests/unit/test_layers.py`` checks it)::
 
     shell        wiring: options, hooks, subscriptions, the method table
-    methods      the RPC surface: one function per custommsg-* method
+    methods      the RPC surface: one function per custommsg-* method, and the method table
+    lspsmethods  the RPC surface of bLIP-50: lsps-call, lsps-respond
     ackmethods   the RPC surface of acknowledged delivery: send ack=true, outbox-wait, peers
+    rpcmethod    a method function as pyln registers it: errors answered with their codes
     events       what lightningd pushes: the two hooks, connect/disconnect/shutdown
     service      running state; the send path; outbox delivery
-    eventloop    the main loop and the sender and timer threads (who owns what)
+    eventloop    the main loop, the sender and timer threads (who owns what), connected peers
     pyln_seam    every private part of pyln-client used, and a check that each is there
     rpcclient    JSON-RPC connections to lightningd; what its errors mean
     --------------------------------------------------- the pure core: no pyln I/O
@@ -22,9 +24,11 @@ The layers, top to bottom; a module imports only from layers below its own
     ackstore     acknowledged delivery's queries: streams, seqs, acks, the receiver's last per stream
     outboxstore  the outbox's queries
     ack          acknowledged delivery: its wire format and the sender's and receiver's rules
-    blip50       bLIP-50 (LSPS0) framing, ids, sanitising, pending calls, muted peers
+    lspscalls    bLIP-50 bookkeeping: our calls awaiting answers, muted peers
+    blip50       bLIP-50 (LSPS0) framing, ids, sanitising
     guard        the verdict on native sendcustommsg calls
-    validate     every rule that accepts or refuses input, options included
+    options      the plugin's options: read and checked once, at init
+    validate     every rule that accepts or refuses what a caller sends
     policy       which types are kept, per-peer rate limits
     schema       tables, migrations, statuses, row shapes
     wire         BOLT #1 framing

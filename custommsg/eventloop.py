@@ -259,3 +259,26 @@ class TimerThread:
                     self._sweep()
             except Exception:
                 self._log(f"custommsg timer: {traceback.format_exc()}", level="warn")
+
+
+class ConnectedPeers:
+    """Peers connected as far as lightningd's notifications (and its own errors) told us."""
+
+    def __init__(self) -> None:
+        self._peers: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __contains__(self, peer_id: object) -> bool:
+        return peer_id in self._peers  # a set lookup is atomic; writers hold the lock
+
+    def snapshot(self) -> set[str]:
+        with self._lock:
+            return set(self._peers)
+
+    def add(self, peer_id: str) -> None:
+        with self._lock:
+            self._peers.add(peer_id)
+
+    def discard(self, peer_id: str) -> None:
+        with self._lock:
+            self._peers.discard(peer_id)

@@ -22,9 +22,6 @@ from .blip50 import (
     ErrorResponse,
     Frame,
     MalformedFrame,
-    MutedPeers,
-    Outcome,
-    PendingCalls,
     Request,
     Response,
     new_request_id,
@@ -32,6 +29,7 @@ from .blip50 import (
     sanitize,
 )
 from .errors import CustomMsgError, PeerError
+from .lspscalls import MutedPeers, Outcome, PendingCalls
 from .schema import JsonRpcTag
 from .store import Store
 from .wire import Message

@@ -4,41 +4,37 @@ One function per method. Its parameters are the method's, in order (``service``
 and ``request`` are not: :func:`rpc_method` binds the first, pyln the second); its
 docstring is what ``lightning-cli help`` prints. A function checks its input with
 ``validate``, raises :class:`CustomMsgError` to fail, and returns the result, or
-``PENDING`` when it will answer later (a send in flight, a parked wait).
+``PENDING`` when it will answer later (a send in flight, a parked wait);
+``rpcmethod`` turns it into what pyln registers. :data:`METHODS` is the whole
+surface: the methods of bLIP-50 (``lspsmethods``) and of acknowledged delivery
+(``ackmethods``) are listed here with the rest.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from . import errors
 from .ackmethods import outbox_wait, peers, send_acked
-from .blip50 import LSPS0_MESSAGE_TYPE
 from .errors import CustomMsgError, PeerError, TransientError
-from .lsps import DEFAULT_CALL_TIMEOUT
+from .lspsmethods import lsps_call, lsps_respond
 from .pyln_seam import PENDING, Request, answer, answer_error
+from .rpcmethod import crash_answer
 from .schema import StoredMessage
 from .service import CustomMsgService
 from .validate import (
     DEFAULT_REQUEST_TIMEOUT,
     check_exactly_one,
-    check_not_self,
     check_reply_type,
     check_send_request,
     decode_hex,
     optional,
     parse_bool,
-    parse_json_object,
     parse_method,
-    parse_node_id,
     parse_outbox_status,
     parse_page,
     parse_peer_filter,
-    parse_rpc_answer,
     parse_seconds,
     parse_ttl,
     parse_type_filter,
@@ -66,7 +62,7 @@ def send(
     acked = parse_bool(ack, "ack")
     ttl_seconds = parse_ttl(ttl, queued or acked)
     if acked:
-        return send_acked(service, request, peer_id, message, ttl_seconds, _crash_answer(request))
+        return send_acked(service, request, peer_id, message, ttl_seconds, crash_answer(request))
     outbox = service.outbox
     if queued and (peer_id not in service.connected or outbox.has_queued(peer_id)):
         # Behind the messages already waiting, so the peer gets them in order.
@@ -84,7 +80,7 @@ def send(
         else:
             answer_error(request, failure)
 
-    service.send_now(peer_id, message, done, _crash_answer(request))
+    service.send_now(peer_id, message, done, crash_answer(request))
     return PENDING
 
 
@@ -258,51 +254,7 @@ def request_reply(
         if failure is not None and service.waiters.remove(waiter):
             answer_error(request, failure)
 
-    service.send_now(peer_id, message, after_send, _crash_answer(request))
-    return PENDING
-
-
-def lsps_call(
-    service: CustomMsgService, request: Request, peer_id: Any, method: Any, params: Any = None, timeout: Any = None,
-) -> Any:
-    """Call {method} on a peer over bLIP-50 (LSPS0: JSON-RPC in custom messages of type 37913).
-
-    {params} is a JSON object (default {}); fails after {timeout} seconds (default 300).
-    Returns the peer's result object; a JSON-RPC error from the peer fails with 3350 and
-    its code, message (sanitised) and data.
-    """
-    peer = parse_node_id(peer_id, "peer_id")
-    check_not_self(peer, service.own_id, "peer_id")
-    rpc_method = parse_method(method)
-    rpc_params = parse_json_object(params, "params")
-    seconds = DEFAULT_CALL_TIMEOUT if timeout is None else parse_seconds(timeout, "timeout")
-    check_reply_type(LSPS0_MESSAGE_TYPE, service.config.types)
-    service.lsps.call(
-        peer, rpc_method, rpc_params, seconds,
-        on_result=lambda result: answer(request, result if isinstance(result, dict) else {"result": result}),
-        on_error=lambda error: answer_error(request, error),
-        on_crash=_crash_answer(request),
-    )
-    return PENDING
-
-
-def lsps_respond(
-    service: CustomMsgService, request: Request, peer_id: Any, id: Any, result: Any = None, error: Any = None,
-) -> Any:
-    """Answer a peer's stored bLIP-50 request {id} with a {result}, or an {error} object (code, message, data).
-
-    Each request is answered once. Returns the {peer_id}, {id}, the request's {created_index}
-    and the answer's {length}.
-    """
-    peer = parse_node_id(peer_id, "peer_id")
-    rpc_id = parse_method(id, "id")
-    rpc_result, rpc_error = parse_rpc_answer(result, error)
-    service.lsps.respond(
-        peer, rpc_id, rpc_result, rpc_error,
-        on_sent=lambda sent: answer(request, sent),
-        on_error=lambda failure: answer_error(request, failure),
-        on_crash=_crash_answer(request),
-    )
+    service.send_now(peer_id, message, after_send, crash_answer(request))
     return PENDING
 
 
@@ -320,41 +272,3 @@ METHODS: dict[str, Callable[..., Any]] = {
     "custommsg-outbox-wait": outbox_wait,
     "custommsg-peers": peers,
 }
-
-
-def _bug(request: Request, exc: Exception) -> CustomMsgError:
-    return CustomMsgError(errors.JSONRPC_INVALID_REQUEST, f"Error while processing {request.method}: {exc}")
-
-
-def _crash_answer(request: Request) -> Callable[[Exception], None]:
-    """What answers ``request`` if the sender thread's job for it fails on a bug."""
-    return lambda exc: answer_error(request, _bug(request, exc))
-
-
-def rpc_method(service: CustomMsgService, func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` as pyln registers it: ``service`` bound, errors answered with our codes and data.
-
-    Every method is "background" for pyln, and answered here at once unless it
-    returns PENDING (then it answers later, from another thread or a waiter).
-    """
-    signature = inspect.signature(functools.partial(func, service))
-
-    @functools.wraps(func)
-    def handler(*args: Any, **kwargs: Any) -> None:
-        request = signature.bind(*args, **kwargs).arguments["request"]
-        try:
-            if not service.ready:
-                raise CustomMsgError(errors.STORAGE_ERROR, "custommsg is not initialized")
-            result = func(service, *args, **kwargs)
-        except CustomMsgError as exc:
-            answer_error(request, exc)
-        except Exception as exc:  # a bug: say so, and keep serving
-            service.plugin.log(f"{request.method} failed: {traceback.format_exc()}", level="warn")
-            answer_error(request, _bug(request, exc))
-        else:
-            if result is not PENDING:
-                answer(request, result)
-
-    # pyln binds parameters, and writes the usage, from the signature.
-    handler.__signature__ = signature  # type: ignore[attr-defined]
-    return handler

@@ -30,11 +30,11 @@ from .blip50 import LSPS0_MESSAGE_TYPE, MalformedFrame, parse_frame
 from .delivery import AckedDelivery
 from .errors import StorageError
 from .lsps import LspsEndpoint, tag
+from .options import Config
 from .policy import PeerRateLimiter
 from .schema import StoredMessage
 from .stats import Counters
 from .store import Store
-from .validate import Config
 from .waiters import WaiterRegistry
 from .wire import MIN_MESSAGE_LEN, message_body, message_type
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +23,9 @@ from . import __version__, errors
 from .ack import ACK_LEN, ACK_TYPES, ENVELOPE
 from .delivery import AckedDelivery
 from .errors import CustomMsgError, PeerError
-from .eventloop import EventLoopPlugin, SenderThread, TimerThread
+from .eventloop import ConnectedPeers, EventLoopPlugin, SenderThread, TimerThread
 from .lsps import LspsEndpoint
+from .options import Config, parse_options
 from .outbox import Outbox
 from .policy import PeerRateLimiter
 from .receive import Receiver
@@ -33,7 +33,6 @@ from .rpcclient import LOST, AsyncRpc, LightningdError, PersistentRpc, native_er
 from .schema import OutboxEntry
 from .stats import Counters
 from .store import Store
-from .validate import Config, parse_options
 from .waiters import WaiterRegistry
 from .wire import TYPE_LEN, Message, message_type
 
@@ -43,29 +42,6 @@ STORED_TOPIC = "custommsg_stored"
 DELIVERED_TOPIC = "custommsg_delivered"
 
 Done = Callable[[CustomMsgError | None], None]  # a send's outcome: None when lightningd took it
-
-
-class ConnectedPeers:
-    """Peers connected as far as lightningd's notifications (and its own errors) told us."""
-
-    def __init__(self) -> None:
-        self._peers: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __contains__(self, peer_id: object) -> bool:
-        return peer_id in self._peers  # a set lookup is atomic; writers hold the lock
-
-    def snapshot(self) -> set[str]:
-        with self._lock:
-            return set(self._peers)
-
-    def add(self, peer_id: str) -> None:
-        with self._lock:
-            self._peers.add(peer_id)
-
-    def discard(self, peer_id: str) -> None:
-        with self._lock:
-            self._peers.discard(peer_id)
 
 
 class CustomMsgService:

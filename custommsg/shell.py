@@ -9,10 +9,11 @@ from typing import Any
 
 from .eventloop import EventLoopPlugin
 from .events import Events
-from .methods import METHODS, rpc_method
+from .methods import METHODS
+from .rpcmethod import rpc_method
 from .service import DELIVERED_TOPIC, STORED_TOPIC, CustomMsgService
 
-# name, default, description, type, repeatable (read and checked in validate.parse_options)
+# name, default, description, type, repeatable (read and checked in options.parse_options)
 OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
     ("custommsg-guard", True, "Refuse malformed calls to native sendcustommsg", "bool", False),
     (

@@ -1,18 +1,16 @@
-"""Every rule that accepts or refuses input, in one place.
+"""Every rule that accepts or refuses what a caller sends, in one place.
 
 What the caller gives (``node_id``, ``msg`` hex, a message type, the shape of each
-RPC parameter, pagination) and what the operator configures (the plugin's options)
-is checked here and nowhere else; each refusal is a :class:`ValidationError` with
-its stable code (or -32602 where lightningd's own commands use it). Nothing here
-does I/O.
+RPC parameter, pagination) is checked here and nowhere else; each refusal is a
+:class:`ValidationError` with its stable code (or -32602 where lightningd's own
+commands use it). What the operator configures is checked in ``options``, the
+layer above. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import os
 import string
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pyln.proto.primitives import PublicKey
@@ -34,10 +32,6 @@ from .policy import TypeSelection
 from .schema import OUTBOX_STATUSES, Page
 from .wire import INTERNAL_TYPES, MAX_MESSAGE_LEN, MAX_TYPE, NODE_ID_LEN, Message, parse_message
 
-# Acknowledged delivery's two timeouts (ack.HELLO_TIMEOUT, ack.RETRANSMIT_AFTER), shortened
-# by the tests only: seconds, from the plugin's environment (README, "Development").
-HELLO_TIMEOUT_ENV = "CUSTOMMSG_DEV_HELLO_TIMEOUT"
-RETRANSMIT_AFTER_ENV = "CUSTOMMSG_DEV_RETRANSMIT_AFTER"
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 DEFAULT_REQUEST_TIMEOUT = 60.0
@@ -299,96 +293,6 @@ def parse_page(index: Any, start: Any, limit: Any, indexes: tuple[str, ...] = ("
     if limit_value is not None and index is None:
         raise CustomMsgError(JSONRPC_INVALID_PARAMS, "Can only specify {limit} with {index}")
     return Page(index or "created", start_value, limit_value)
-
-
-# -- the plugin's options ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    guard: bool
-    types: TypeSelection
-    db_path: str
-    inbox_max: int
-    peer_rate: float
-    peer_burst: int
-    outbox_max: int
-    hello_timeout: float | None = None  # None: acknowledged delivery's own (ack.HELLO_TIMEOUT)
-    retransmit_after: float | None = None
-
-
-def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None) -> Config:
-    """lightningd's ``init`` options (and the tests' overrides in ``environ``) -> :class:`Config`,
-    or the error that disables the plugin."""
-    try:
-        rate = float(options["custommsg-peer-rate"])
-    except (KeyError, TypeError, ValueError):
-        rate = -1
-    if not rate > 0:
-        raise ValidationError(INVALID_PARAMETER, "custommsg-peer-rate must be a number of messages per second above 0")
-    path = options.get("custommsg-db") or os.path.join("custommsg", "custommsg.sqlite3")
-    return Config(
-        guard=bool(options.get("custommsg-guard", True)),
-        types=parse_types(options.get("custommsg-type") or []),
-        # Relative to the network directory, lightningd's working directory, as CLN's own paths.
-        db_path=os.path.join(lightning_dir, path),
-        inbox_max=_positive_option(options, "custommsg-inbox-max"),
-        peer_rate=rate,
-        peer_burst=_positive_option(options, "custommsg-peer-burst"),
-        outbox_max=_positive_option(options, "custommsg-outbox-max"),
-        hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
-        retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
-    )
-
-
-def _seconds_env(environ: Mapping[str, str], name: str) -> float | None:
-    if name not in environ:
-        return None
-    try:
-        seconds = float(environ[name])
-    except ValueError:
-        seconds = -1
-    if not seconds > 0:
-        raise ValidationError(INVALID_PARAMETER, f"{name} must be a number of seconds above 0")
-    return seconds
-
-
-def _positive_option(options: dict[str, Any], name: str) -> int:
-    value = options.get(name)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(INVALID_PARAMETER, f"{name} must be a whole number above 0")
-    return value
-
-
-def parse_types(specs: Iterable[str | int]) -> TypeSelection:
-    """The values of the repeatable option ``custommsg-type``; none means BOLT #1's custom range."""
-    ranges = [parse_type_spec(spec) for spec in specs]
-    return TypeSelection(ranges) if ranges else TypeSelection.default()
-
-
-def parse_type_spec(spec: str | int) -> tuple[int, int]:
-    """``"40000"`` -> (40000, 40000); ``"40000-40999"`` -> (40000, 40999)."""
-    text = str(spec).strip()
-    low_text, sep, high_text = text.partition("-")
-    try:
-        low = int(low_text, 10)
-        high = int(high_text, 10) if sep else low
-    except ValueError:
-        raise _bad_type_spec(text, "not a number or a range like 40000-40999") from None
-    if not (0 <= low <= MAX_TYPE and 0 <= high <= MAX_TYPE):
-        raise _bad_type_spec(text, f"types are 0 to {MAX_TYPE}")
-    if low > high:
-        raise _bad_type_spec(text, "the range is empty (its start is above its end)")
-    if low == high and low in INTERNAL_TYPES:
-        raise _bad_type_spec(text, f"type {low} ({INTERNAL_TYPES[low]}) never reaches plugins")
-    return low, high
-
-
-def _bad_type_spec(text: str, why: str) -> ValidationError:
-    data = {"option": "custommsg-type", "value": text}
-    return ValidationError(INVALID_PARAMETER, f"custommsg-type {text!r}: {why}", data)
 
 
 _JSON_KINDS = ((type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), ((list, tuple), "an array"),

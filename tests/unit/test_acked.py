@@ -17,6 +17,7 @@ from custommsg import errors
 from custommsg.ack import Ack, Decision, Envelope, Hello, parse
 from custommsg.delivery import AckedDelivery
 from custommsg.errors import CustomMsgError, PeerError, StorageError
+from custommsg.options import parse_options
 from custommsg.outbox import Outbox
 from custommsg.schema import (
     CANCELLED,
@@ -30,7 +31,6 @@ from custommsg.schema import (
     OutboxEntry,
 )
 from custommsg.store import Store
-from custommsg.validate import parse_options
 from custommsg.waiters import Waiter, WaiterRegistry
 from custommsg.wire import Message
 

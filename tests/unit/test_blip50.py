@@ -20,10 +20,7 @@ from custommsg.blip50 import (
     ErrorResponse,
     Frame,
     MalformedFrame,
-    MutedPeers,
     Notification,
-    Outcome,
-    PendingCalls,
     Request,
     Response,
     encode_request,
@@ -33,6 +30,7 @@ from custommsg.blip50 import (
     sanitize,
 )
 from custommsg.errors import CustomMsgError, TransientError, ValidationError
+from custommsg.lspscalls import MutedPeers, Outcome, PendingCalls
 from custommsg.wire import CUSTOM_RANGE, MAX_MESSAGE_LEN, Message, parse_message
 
 from .helpers import A, B

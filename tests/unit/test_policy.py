@@ -8,8 +8,8 @@ import pytest
 
 from custommsg import errors
 from custommsg.errors import ValidationError
+from custommsg.options import parse_type_spec, parse_types
 from custommsg.policy import PeerRateLimiter, RateVerdict, TypeSelection
-from custommsg.validate import parse_type_spec, parse_types
 
 from .helpers import A, B, C, Clock
 
