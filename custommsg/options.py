@@ -8,6 +8,7 @@ is ``validate``'s. Nothing here does I/O.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         rate = float(options["custommsg-peer-rate"])
     except (KeyError, TypeError, ValueError):
         rate = -1
-    if not rate > 0:
+    if not 0 < rate < math.inf:  # nan and inf too: a bucket refilled at inf * 0 seconds holds nan
         raise ValidationError(INVALID_PARAMETER, "custommsg-peer-rate must be a number of messages per second above 0")
     path = options.get("custommsg-db") or os.path.join("custommsg", "custommsg.sqlite3")
     return Config(
@@ -67,7 +68,7 @@ def _seconds_env(environ: Mapping[str, str], name: str) -> float | None:
         seconds = float(environ[name])
     except ValueError:
         seconds = -1
-    if not seconds > 0:
+    if not 0 < seconds < math.inf:
         raise ValidationError(INVALID_PARAMETER, f"{name} must be a number of seconds above 0")
     return seconds
 

@@ -17,7 +17,6 @@ from custommsg import errors
 from custommsg.ack import Ack, Decision, Envelope, Hello, parse
 from custommsg.delivery import AckedDelivery
 from custommsg.errors import CustomMsgError, PeerError, StorageError
-from custommsg.options import parse_options
 from custommsg.outbox import Outbox
 from custommsg.schema import (
     CANCELLED,
@@ -417,14 +416,3 @@ def test_keyed_waiter_is_woken_by_its_key_only() -> None:
     assert registry.wake(("outbox", 2), "other") == 0
     assert registry.wake(("outbox", 1), "mine") == 1 and got == ["mine"]
     assert len(registry) == 0
-
-
-def test_timeouts_from_the_environment() -> None:
-    options = {"custommsg-peer-rate": "100", "custommsg-inbox-max": 1, "custommsg-peer-burst": 1,
-               "custommsg-outbox-max": 1}
-    assert parse_options(options, "/x").hello_timeout is None
-    config = parse_options(options, "/x", {"CUSTOMMSG_DEV_HELLO_TIMEOUT": "2", "CUSTOMMSG_DEV_RETRANSMIT_AFTER": "0.5"})
-    assert (config.hello_timeout, config.retransmit_after) == (2.0, 0.5)
-    for bad in ("0", "-1", "soon"):
-        with pytest.raises(CustomMsgError):
-            parse_options(options, "/x", {"CUSTOMMSG_DEV_HELLO_TIMEOUT": bad})

@@ -1,0 +1,103 @@
+"""options.py: lightningd's ``init`` options -> Config, or the refusal that disables the plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from custommsg import errors
+from custommsg.errors import ValidationError
+from custommsg.options import Config, parse_options
+from custommsg.policy import TypeSelection
+
+# What lightningd hands over in init when the operator set nothing (the defaults shell.OPTIONS
+# registers; lightningd sends an int option as a JSON number, a string one as a string).
+DEFAULTS: dict[str, Any] = {
+    "custommsg-guard": True,
+    "custommsg-type": [],
+    "custommsg-db": "",
+    "custommsg-inbox-max": 100000,
+    "custommsg-peer-rate": "100",
+    "custommsg-peer-burst": 1000,
+    "custommsg-outbox-max": 1000,
+}
+
+
+def options(**changes: Any) -> dict[str, Any]:
+    return {**DEFAULTS, **{name.replace("_", "-"): value for name, value in changes.items()}}
+
+
+def test_defaults() -> None:
+    assert parse_options(DEFAULTS, "/ln/regtest") == Config(
+        guard=True,
+        types=TypeSelection.default(),
+        db_path="/ln/regtest/custommsg/custommsg.sqlite3",
+        inbox_max=100000,
+        peer_rate=100.0,
+        peer_burst=1000,
+        outbox_max=1000,
+    )
+
+
+# (options changed, the Config field, its value)
+ACCEPTED: list[tuple[dict[str, Any], str, Any]] = [
+    ({"custommsg_guard": False}, "guard", False),
+    ({"custommsg_type": ["40000", "7-9"]}, "types", TypeSelection([(40000, 40000), (7, 9)])),
+    ({"custommsg_db": "inbox.db"}, "db_path", "/ln/regtest/inbox.db"),  # relative to the network dir
+    ({"custommsg_db": "/var/lib/custommsg.db"}, "db_path", "/var/lib/custommsg.db"),
+    ({"custommsg_inbox_max": 1}, "inbox_max", 1),
+    ({"custommsg_inbox_max": "25"}, "inbox_max", 25),  # from a config file through an older lightningd
+    ({"custommsg_peer_rate": "0.5"}, "peer_rate", 0.5),
+    ({"custommsg_peer_rate": "1e3"}, "peer_rate", 1000.0),
+    ({"custommsg_peer_burst": 1}, "peer_burst", 1),
+    ({"custommsg_outbox_max": 5}, "outbox_max", 5),
+]
+
+
+@pytest.mark.parametrize("changed, field, value", ACCEPTED, ids=[f"{c[1]}={c[2]!r}" for c in ACCEPTED])
+def test_accepted(changed: dict[str, Any], field: str, value: Any) -> None:
+    assert getattr(parse_options(options(**changed), "/ln/regtest"), field) == value
+
+
+# (options changed, the words the refusal must say)
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"custommsg_peer_rate": "0"}, "custommsg-peer-rate must be a number"),
+    ({"custommsg_peer_rate": "-1"}, "custommsg-peer-rate must be a number"),
+    ({"custommsg_peer_rate": "fast"}, "custommsg-peer-rate must be a number"),
+    ({"custommsg_peer_rate": "nan"}, "custommsg-peer-rate must be a number"),
+    ({"custommsg_peer_rate": "inf"}, "custommsg-peer-rate must be a number"),
+    ({"custommsg_peer_rate": None}, "custommsg-peer-rate must be a number"),
+    ({"custommsg_inbox_max": 0}, "custommsg-inbox-max must be a whole number above 0"),
+    ({"custommsg_inbox_max": -5}, "custommsg-inbox-max must be a whole number above 0"),
+    ({"custommsg_inbox_max": "1.5"}, "custommsg-inbox-max must be a whole number above 0"),
+    ({"custommsg_inbox_max": True}, "custommsg-inbox-max must be a whole number above 0"),
+    ({"custommsg_peer_burst": 0}, "custommsg-peer-burst must be a whole number above 0"),
+    ({"custommsg_outbox_max": "many"}, "custommsg-outbox-max must be a whole number above 0"),
+    ({"custommsg_type": ["70000"]}, "custommsg-type '70000': types are 0 to 65535"),
+    ({"custommsg_type": ["40000", "9-7"]}, "custommsg-type '9-7': the range is empty"),
+    ({"custommsg_type": ["18"]}, "custommsg-type '18': type 18 (ping) never reaches plugins"),
+]
+
+
+@pytest.mark.parametrize("changed, says", REFUSED, ids=[f"{next(iter(c[0]))}={c[0][next(iter(c[0]))]!r}"
+                                                         for c in REFUSED])
+def test_refused(changed: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_options(options(**changed), "/ln/regtest")
+    assert caught.value.code == errors.INVALID_PARAMETER
+    assert caught.value.message.startswith(says), caught.value.message
+
+
+def test_dev_timeouts_from_the_environment() -> None:
+    assert parse_options(DEFAULTS, "/ln/regtest").hello_timeout is None
+    environ = {"CUSTOMMSG_DEV_HELLO_TIMEOUT": "2", "CUSTOMMSG_DEV_RETRANSMIT_AFTER": "0.5"}
+    config = parse_options(DEFAULTS, "/ln/regtest", environ)
+    assert (config.hello_timeout, config.retransmit_after) == (2.0, 0.5)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf", ""])
+def test_dev_timeouts_refused(value: str) -> None:
+    for name in ("CUSTOMMSG_DEV_HELLO_TIMEOUT", "CUSTOMMSG_DEV_RETRANSMIT_AFTER"):
+        with pytest.raises(ValidationError, match=f"{name} must be a number of seconds above 0"):
+            parse_options(DEFAULTS, "/ln/regtest", {name: value})
