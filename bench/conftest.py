@@ -22,10 +22,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from custommsg.rpc import PersistentRpc
-except ImportError:  # the refactor moves it
-    from custommsg.rpcclient import PersistentRpc  # type: ignore[no-redef]
+from custommsg.rpcclient import PersistentRpc
 from tests.integration.conftest import PLUGIN, SKIP_REASON  # noqa: F401  (sets PATH up)
 
 BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"
