@@ -43,14 +43,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def bench_node(node_factory, **options):
-    """A node as pyln-testing makes it, less --dev-save-plugin-io.
+    """A node as pyln-testing makes it, less --dev-save-plugin-io, at log-level=info.
 
     pyln-testing turns that developer option on for every node; it writes two new
     files for every hook call, which on a disk costs about 2 ms a call and would be
-    measured as the cost of any hook. Production nodes never have it.
+    measured as the cost of any hook. It also logs at debug, where lightningd writes
+    lines for every message and plugin call. Production nodes have neither.
     """
     node = node_factory.get_node(start=False, options=options)
     node.daemon.opts.pop("dev-save-plugin-io", None)
+    node.daemon.opts["log-level"] = "info"
     node.start()
     return node
 
