@@ -36,7 +36,7 @@ from .schema import StoredMessage
 from .stats import Counters
 from .store import Store
 from .waiters import WaiterRegistry
-from .wire import MIN_MESSAGE_LEN, message_body, message_type
+from .wire import MIN_MESSAGE_LEN, is_node_id_text, message_body, message_type
 
 # Forget the rate limiter's full buckets once it tracks this many peers.
 LIMITER_GC_AT = 1000
@@ -69,6 +69,11 @@ class Receiver:
         self._storage_failing = False  # log a storage outage once, and its end once
 
     def receive(self, peer_id: str, payload_hex: str) -> None:
+        if not is_node_id_text(peer_id):
+            # lightningd always names the peer (lightningd/connect_control.c: custommsg_payload_serialize);
+            # a message from nobody cannot be answered, counted or stored.
+            self.log(f"ignoring a custommsg hook call without a valid peer_id: {str(peer_id)[:70]!r}", level="debug")
+            return
         try:
             raw = bytes.fromhex(payload_hex)
         except (TypeError, ValueError):

@@ -25,6 +25,20 @@ MIN_MESSAGE_LEN = TYPE_LEN
 
 NODE_ID_LEN = 33
 
+
+def is_node_id_text(value: object) -> bool:
+    """Whether ``value`` has the form of a node id as lightningd writes one: 02 or 03, then 64
+    lower-case hex digits (the curve check is left to whoever must trust the key)."""
+    return (
+        isinstance(value, str)
+        and len(value) == 2 * NODE_ID_LEN
+        and value[:2] in ("02", "03")
+        and _LOWER_HEX.issuperset(value)
+    )
+
+
+_LOWER_HEX = frozenset("0123456789abcdef")
+
 # The types Core Lightning handles itself: every message of wire/peer_wire.csv but
 # peer_storage (7) and peer_storage_retrieval (9). lightningd refuses to send them
 # (lightningd/connect_control.c) and never hands them to the custommsg hook

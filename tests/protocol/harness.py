@@ -35,6 +35,9 @@ What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
   ``fatal()``s on any custommsg hook answer but ``{"result": "continue"}``: all of
   these are reported by :meth:`FakeLightningd.problems` at teardown.
 
+Every successful ``custommsg-*`` answer and every ``custommsg_*`` notification is validated against
+its JSON schema in ``doc/schemas`` (``tests/schema_check``); a mismatch is reported at teardown.
+
 Nothing here imports the plugin's own code: the expectations are independent of it.
 """
 
@@ -57,6 +60,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.schema_check import SCHEMAS
+from tests.schema_check import problems as schema_problems
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # CUSTOMMSG_PLUGIN=/elsewhere/plugin.py runs the tier against another copy (an older commit, say).
@@ -355,6 +361,7 @@ class FakeLightningd:
         self.harness_errors: list[str] = []
         self.rpc_command_answers: list[dict[str, Any]] = []  # every rpc_command hook answer
         self.custommsg_answers: list[Any] = []  # every custommsg hook answer (result or error), recorded on arrival
+        self.schema_mismatches: list[str] = []  # answers and notifications outside their schema
         self.listpeers_calls: list[Any] = []
         # (caller's request, hook answer) for each sendcustommsg that ran our rpc_command hook
         self.send_hooks: list[tuple[dict[str, Any], Any]] = []
@@ -605,6 +612,8 @@ class FakeLightningd:
                 else:
                     if pending.method == "custommsg":  # lightningd fatal()s on anything but continue
                         self.custommsg_answers.append(obj.get("result", {"error": obj.get("error")}))
+                    elif "result" in obj:
+                        self._check_schema(pending.method, obj["result"])
                     pending._resolve(obj)
                 self._cond.notify_all()
             return
@@ -614,10 +623,23 @@ class FakeLightningd:
                     self.logs.append(obj.get("params", {}))
                 else:
                     self.notifications.append(obj)
+                    # pyln-client sends the payload both under the topic's name (what
+                    # lightningd's notification schemas describe) and, for old readers, flat.
+                    params = obj.get("params")
+                    self._check_schema(obj["method"], params.get(obj["method"]) if isinstance(params, dict) else params)
                 self._cond.notify_all()
             return
         # pyln makes its calls over the RPC socket: a request on stdout is a protocol error.
         self.unexpected.append(obj)
+
+    def _check_schema(self, name: Any, response: Any) -> None:
+        """Validate a method's result or a notification's payload, if ``name`` has a schema."""
+        if not isinstance(name, str) or not name.startswith("custommsg"):
+            return
+        if not (SCHEMAS / f"{name}.json").exists() and not (SCHEMAS / "notification" / f"{name}.json").exists():
+            return
+        for problem in schema_problems(name, "response", response):
+            self.schema_mismatches.append(f"{name} answered outside its schema: {problem}"[:300])
 
     # -- talking to the plugin --------------------------------------------------
 
@@ -890,6 +912,7 @@ class FakeLightningd:
             if answer != {"result": "continue"}:
                 found.append(f"the custommsg hook answered {answer!r}: lightningd would fatal()")
         found += [f"would crash the node: {f}" for f in self.fatal]
+        found += self.schema_mismatches
         found += [f"fake lightningd: {e}" for e in self.harness_errors]
         found += [f"unexpected output from the plugin: {u!r}"[:300] for u in self.unexpected]
         declared = {n["method"] for n in (self.manifest or {}).get("notifications", [])}

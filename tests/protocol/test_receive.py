@@ -84,6 +84,8 @@ def test_hook_with_odd_params(ld: FakeLightningd) -> None:
                    {"payload": payload(0x8001, "x"), "peer_id": PEER_A, "message": "8001", "extra": [1]}):
         answer = ld.send_request("custommsg", params, f"cln:custommsg#x{len(ld.custommsg_answers)}").wait_response()
         assert answer.get("result") == {"result": "continue"}, answer
+    # Only the call that named a peer is stored: a message from nobody cannot be answered or counted.
+    assert [(m["peer_id"], m["text"]) for m in ld.call("custommsg-list")["messages"]] == [(PEER_A, "x")]
 
 
 def test_custommsg_stored_notification(ld: FakeLightningd) -> None:

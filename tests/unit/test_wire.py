@@ -11,7 +11,7 @@ from typing import Any
 import coincurve
 import pytest
 
-from custommsg import errors
+from custommsg import errors, wire
 from custommsg.errors import ValidationError
 from custommsg.schema import StoredMessage
 from custommsg.validate import check_send_request, check_sendable, decode_hex, decode_message_hex, parse_node_id
@@ -388,3 +388,25 @@ def test_allow_even_lets_every_non_internal_even_type_through() -> None:
     for msg_type in range(0, 65536, 2):
         if msg_type not in INTERNAL_TYPES:
             check_sendable(Message(msg_type), allow_even=True)
+
+
+KEY = "02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (KEY, True),
+        ("03" + KEY[2:], True),
+        ("04" + KEY[2:], False),  # uncompressed prefix
+        (KEY.upper(), False),  # lightningd writes lower case
+        (KEY[:-2], False),  # 32 bytes
+        (KEY + "00", False),  # 34 bytes
+        (KEY[:-1] + "g", False),
+        ("", False),
+        (None, False),
+        (int("1" * 66), False),
+    ],
+)
+def test_is_node_id_text(value: Any, expected: bool) -> None:
+    assert wire.is_node_id_text(value) is expected
