@@ -23,8 +23,9 @@ import pytest
 
 from custommsg import errors
 from custommsg.methods import METHODS
-from custommsg.schema import OUTBOX_STATUSES, OutboxEntry, StoredMessage
+from custommsg.schema import DELIVERED, OUTBOX_STATUSES, SENDING, SENT, OutboxEntry, StoredMessage
 from custommsg.service import DELIVERED_TOPIC, STORED_TOPIC
+from custommsg.store import Store
 from tests.schema_check import (
     ALL_FILES,
     METHOD_FILES,
@@ -88,6 +89,12 @@ def without(entry: dict[str, Any], key: str) -> dict[str, Any]:
 STATS = {"started_at": 1764064700.25, "inbox_count": 0, "malformed": 0, "waiting": 0, "session": ZEROS,
          "total": ZEROS, "peers": []}
 STATS_ROW = {"peer_id": A, "type": 32769, "session": ZEROS, "total": ZEROS}
+# An acknowledged entry the peer acknowledged, as custommsg_delivered and custommsg-outbox-wait give it.
+DELIVERED_ENTRY = outbox_entry("delivered", updated_index=3, sent_at=11.5, ack=True, seq=1, delivered_at=12.5)
+PEER_ROW = {"peer_id": A, "connected": True, "ack_support": "yes", "ack_version": 1, "queued": 0, "unacknowledged": 0}
+# What custommsg-lsps-respond answers, and a -32602 error as bLIP-50 wants it (with data.unrecognized).
+RESPONDED = {"peer_id": A, "id": "7a1c", "created_index": 5, "length": 2 + len(LSPS_RESPONSE_TEXT)}
+INVALID_PARAMS_ERROR = {"code": -32602, "message": "invalid params", "data": {"unrecognized": ["x"]}}
 
 # (schema, part, instance): literal requests and responses that must validate.
 VALID: list[tuple[str, str, Any]] = [
@@ -147,6 +154,49 @@ VALID: list[tuple[str, str, Any]] = [
      {"request": {"peer_id": A, "type": 40001, "length": 3}, "reply": {**BINARY, "type": 40003}}),
     ("custommsg_stored", "response", HELLO),
     ("custommsg_stored", "response", BINARY),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": "lsps0.list_protocols"}),
+    ("custommsg-lsps-call", "request", {"peer_id": B, "method": "lsps1.get_info", "params": {"a": 1}, "timeout": 60}),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": "m", "params": {}, "timeout": 0.5}),
+    ("custommsg-lsps-call", "response", {"protocols": [1, 2]}),  # the peer's result object, as it is
+    ("custommsg-lsps-call", "response", {}),
+    ("custommsg-lsps-call", "response", {"result": 5}),  # a result that is not an object, wrapped
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "7a1c", "result": {"protocols": [1]}}),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "result": []}),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "result": "ok"}),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "result": 0}),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "result": False}),
+    ("custommsg-lsps-respond", "request",
+     {"peer_id": A, "id": "q", "error": {"code": -32601, "message": "method not found"}}),
+    ("custommsg-lsps-respond", "request", {"peer_id": B, "id": "q", "error": INVALID_PARAMS_ERROR}),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": {"code": 1, "message": "x", "data": "y"}}),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": {"code": 1, "message": "", "data": None}}),
+    ("custommsg-lsps-respond", "response", RESPONDED),
+    ("custommsg-outbox-wait", "request", {"id": 1}),
+    ("custommsg-outbox-wait", "request", {"id": 4, "timeout": 0}),
+    ("custommsg-outbox-wait", "request", {"id": 4, "timeout": 5.5}),
+    ("custommsg-outbox-wait", "response", DELIVERED_ENTRY),
+    ("custommsg-outbox-wait", "response", {**DELIVERED_ENTRY, "expires_at": 70.5}),
+    ("custommsg-outbox-wait", "response", outbox_entry("sent", updated_index=2, sent_at=11.5)),  # without ack
+    ("custommsg-outbox-wait", "response", outbox_entry("sent", updated_index=2, sent_at=11.5, expires_at=70.5)),
+    ("custommsg-outbox-wait", "response",
+     outbox_entry("expired", updated_index=1, reason="ttl passed", expires_at=11.0)),
+    ("custommsg-outbox-wait", "response",
+     outbox_entry("expired", updated_index=3, reason="ttl passed", expires_at=70.5, ack=True, seq=1, sent_at=11.5)),
+    ("custommsg-outbox-wait", "response", outbox_entry("cancelled", updated_index=1)),
+    ("custommsg-outbox-wait", "response", outbox_entry("cancelled", updated_index=1, ack=True, expires_at=70.5)),
+    ("custommsg-outbox-wait", "response",
+     outbox_entry("failed", updated_index=3, sent_at=11.5, ack=True, seq=2, reason="peer went away")),
+    ("custommsg-outbox-wait", "response", outbox_entry("failed", updated_index=2, reason="Peer is not connected")),
+    ("custommsg-peers", "request", {}),
+    ("custommsg-peers", "request", {"peer_id": A}),
+    ("custommsg-peers", "response", {"peers": []}),
+    ("custommsg-peers", "response", {"peers": [PEER_ROW]}),
+    ("custommsg-peers", "response",
+     {"peers": [PEER_ROW, {"peer_id": B, "connected": False, "ack_support": "unknown", "queued": 2,
+                           "unacknowledged": 1}]}),
+    ("custommsg-peers", "response", {"peers": [{**without(PEER_ROW, "ack_version"), "ack_support": "no"}]}),
+    ("custommsg_delivered", "response", DELIVERED_ENTRY),
+    ("custommsg_delivered", "response", {**DELIVERED_ENTRY, "expires_at": 70.5}),
 ]
 
 # (schema, part, instance, why): the same shapes made wrong; each must fail.
@@ -232,6 +282,69 @@ INVALID: list[tuple[str, str, Any, str]] = [
     ("custommsg_stored", "response", {**HELLO, "extra": 1}, "extra field"),
     ("custommsg_stored", "response", {**HELLO, "received_at": "yesterday"}, "received_at a string"),
     ("custommsg_stored", "response", without(HELLO, "peer_id"), "peer_id missing"),
+    # custommsg-lsps-call's response is the peer's result object, free-form: no wrong shape to list.
+    ("custommsg-lsps-call", "request", {"peer_id": A}, "method missing"),
+    ("custommsg-lsps-call", "request", {"method": "m"}, "peer_id missing"),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": ""}, "method empty"),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": 5}, "method a number"),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": "m", "params": [1]}, "params by position"),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": "m", "timeout": "60"}, "timeout a string"),
+    ("custommsg-lsps-call", "request", {"peer_id": NOT_A_KEY, "method": "m"}, "peer_id not a compressed key"),
+    ("custommsg-lsps-call", "request", {"peer_id": A, "method": "m", "id": "x"}, "unknown parameter"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "result": {}}, "id missing"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": 5, "result": {}}, "id a number"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "", "result": {}}, "id empty"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "result": None}, "result null"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": "oops"}, "error a string"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": {"code": 1}}, "error without message"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": {"code": "1", "message": "x"}},
+     "error code a string"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": {"code": 1.5, "message": "x"}},
+     "error code not an integer"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "error": {**INVALID_PARAMS_ERROR, "stack": "x"}},
+     "extra field in error"),
+    ("custommsg-lsps-respond", "request", {"peer_id": A, "id": "q", "result": {}, "jsonrpc": "2.0"},
+     "unknown parameter"),
+    ("custommsg-lsps-respond", "response", without(RESPONDED, "created_index"), "created_index missing"),
+    ("custommsg-lsps-respond", "response", {**RESPONDED, "length": "60"}, "length a string"),
+    ("custommsg-lsps-respond", "response", {**RESPONDED, "id": 5}, "id a number"),
+    ("custommsg-lsps-respond", "response", {**RESPONDED, "answered_at": 7.5}, "extra field"),
+    ("custommsg-outbox-wait", "request", {}, "id missing"),
+    ("custommsg-outbox-wait", "request", {"id": "1"}, "id a string"),
+    ("custommsg-outbox-wait", "request", {"id": -1}, "negative id"),
+    ("custommsg-outbox-wait", "request", {"id": 1, "timeout": "5"}, "timeout a string"),
+    ("custommsg-outbox-wait", "request", {"id": 1, "wait": True}, "unknown parameter"),
+    ("custommsg-outbox-wait", "response", outbox_entry("queued"), "queued: not settled"),
+    ("custommsg-outbox-wait", "response", outbox_entry("sending", updated_index=1), "sending: not settled"),
+    ("custommsg-outbox-wait", "response", outbox_entry("sent", updated_index=2, sent_at=11.5, ack=True, seq=1),
+     "sent with ack: not settled"),
+    ("custommsg-outbox-wait", "response", outbox_entry("sent", updated_index=2), "sent, no sent_at"),
+    ("custommsg-outbox-wait", "response", without(DELIVERED_ENTRY, "delivered_at"), "delivered, no delivered_at"),
+    ("custommsg-outbox-wait", "response", without(DELIVERED_ENTRY, "ack"), "delivered, no ack"),
+    ("custommsg-outbox-wait", "response", {**DELIVERED_ENTRY, "reason": "x"}, "reason when delivered"),
+    ("custommsg-outbox-wait", "response", outbox_entry("cancelled", updated_index=1, seq=1), "seq when cancelled"),
+    ("custommsg-outbox-wait", "response", outbox_entry("cancelled", updated_index=1, sent_at=11.5),
+     "sent_at when cancelled"),
+    ("custommsg-outbox-wait", "response", outbox_entry("cancelled"), "updated_index missing"),
+    ("custommsg-outbox-wait", "response", outbox_entry("failed", updated_index=2), "failed, no reason"),
+    ("custommsg-outbox-wait", "response", outbox_entry("expired", updated_index=1, reason="ttl passed"),
+     "expired, no expires_at"),
+    ("custommsg-outbox-wait", "response", {**DELIVERED_ENTRY, "extra": 1}, "extra field"),
+    ("custommsg-peers", "request", {"peer_id": "02"}, "peer_id not a key"),
+    ("custommsg-peers", "request", {"peer_id": A, "all": True}, "unknown parameter"),
+    ("custommsg-peers", "response", {}, "peers missing"),
+    ("custommsg-peers", "response", {"peers": [{**PEER_ROW, "ack_support": "maybe"}]}, "unknown ack_support"),
+    ("custommsg-peers", "response", {"peers": [{**PEER_ROW, "connected": "yes"}]}, "connected a string"),
+    ("custommsg-peers", "response", {"peers": [without(PEER_ROW, "queued")]}, "queued missing"),
+    ("custommsg-peers", "response", {"peers": [{**PEER_ROW, "unacknowledged": -1}]}, "negative count"),
+    ("custommsg-peers", "response", {"peers": [{**PEER_ROW, "ack_version": 65536}]}, "ack_version above u16"),
+    ("custommsg-peers", "response", {"peers": [{**PEER_ROW, "stream": 1}]}, "extra field in a row"),
+    ("custommsg_delivered", "response", {**DELIVERED_ENTRY, "status": "sent"}, "not delivered"),
+    ("custommsg_delivered", "response", without(DELIVERED_ENTRY, "delivered_at"), "delivered_at missing"),
+    ("custommsg_delivered", "response", without(DELIVERED_ENTRY, "seq"), "seq missing"),
+    ("custommsg_delivered", "response", {**DELIVERED_ENTRY, "ack": False}, "ack false"),
+    ("custommsg_delivered", "response", {**DELIVERED_ENTRY, "reason": "x"}, "reason"),
+    ("custommsg_delivered", "response", {**DELIVERED_ENTRY, "created_at": "now"}, "created_at a string"),
 ]
 
 
@@ -309,11 +422,20 @@ def test_every_field_has_a_type_and_a_description(path: Path) -> None:
                 assert "type" in branch and branch.get("description"), where
 
 
+# Methods whose result is free-form, as CLN's commando.json has it (no properties, additionalProperties
+# true): custommsg-lsps-call returns the peer's JSON-RPC result object as it is.
+FREE_FORM_RESPONSES = {"custommsg-lsps-call"}
+
+
 @pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_objects_refuse_unknown_fields(path: Path) -> None:
     schema = _load(path)
     parts = ["response"] if "notification" in schema else ["request", "response"]
     for part in parts:
+        if part == "response" and schema.get("rpc") in FREE_FORM_RESPONSES:
+            assert schema[part] == {"required": [], "additionalProperties": True, "properties": {},
+                                    "pre_return_value_notes": schema[part]["pre_return_value_notes"]}
+            continue
         assert schema[part]["additionalProperties"] is False, part
         for where, prop in _fields(schema[part], part):
             target = prop["items"] if prop.get("type") == "array" else prop
@@ -437,6 +559,36 @@ def test_the_plugins_outbox_shape_validates(entry: OutboxEntry) -> None:
     assert problems("custommsg-outbox", "response", {"outbox": [entry.to_json()]}) == []
     cancelled = entry.status == "cancelled"
     assert (problems("custommsg-cancel", "response", entry.to_json()) == []) is cancelled
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [e for shapes in OUTBOX_SHAPES.values() for e in shapes],
+    ids=[f"{status}-{i}" for status, shapes in OUTBOX_SHAPES.items() for i in range(len(shapes))],
+)
+def test_outbox_wait_returns_exactly_the_settled_shapes(entry: OutboxEntry) -> None:
+    assert (problems("custommsg-outbox-wait", "response", entry.to_json()) == []) is entry.settled
+
+
+def test_the_plugins_delivered_shape_validates(store: Store) -> None:
+    """custommsg_delivered carries OutboxEntry.to_json() of each entry an ack delivers (ackstore.ack_delivered):
+    one acknowledged after it was sent, one (with a ttl) whose ack came during its hand-off."""
+    payload = bytes.fromhex("8001aa")
+    store.enqueue(B, 32769, payload, 1.5, None, 10, ack=True)
+    store.enqueue(B, 32769, payload, 1.5, 61.5, 10, ack=True)
+    first, _ = store.ack_start(1, 2.5)
+    store.ack_start(2, 2.5)
+    store.transition(1, SENT, 3.5, from_status=SENDING)
+    assert first is not None and first.stream is not None
+    delivered = store.ack_delivered(B, first.stream, 2, 4.5)
+    assert delivered is not None and [e.status for e in delivered] == [DELIVERED, DELIVERED]
+    for entry in delivered:
+        assert problems("custommsg_delivered", "response", entry.to_json()) == [], entry
+        assert problems("custommsg-outbox-wait", "response", entry.to_json()) == [], entry
+        assert problems("custommsg-outbox", "response", {"outbox": [entry.to_json()]}) == [], entry
+    for entry in OUTBOX_SHAPES["delivered"]:
+        if entry.sent_at is not None:  # ack_delivered always sets sent_at (the time of the ack, at the latest)
+            assert problems("custommsg_delivered", "response", entry.to_json()) == []
 
 
 def test_pyln_testing_validates_the_same_way() -> None:
