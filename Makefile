@@ -34,9 +34,9 @@ integration: install
 	$(VPY) -m pytest -ra tests/integration
 
 lint: install
-	$(VPY) -m ruff check custommsg tests bench tools plugin.py
+	$(VPY) -m ruff check custommsg tests bench tools plugin.py custommsg.py
 
-# The manual pages, from the JSON schemas (tests/unit/test_schemas.py fails when they differ).
+# The manual pages, from the JSON schemas (tests/unit/test_manpages.py fails when they differ).
 man: install
 	$(VPY) tools/schema2man.py doc/schemas doc/man
 
