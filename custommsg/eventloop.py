@@ -73,6 +73,11 @@ _HOOK_CALL = re.compile(
     rb'(?:\s*"payload"\s*:\s*"([0-9a-fA-F]{4}))?'
 )
 
+# The head of every request lightningd writes: "jsonrpc", "id" (a string), "method", then
+# "params" (lightningd/jsonrpc.c: jsonrpc_request_start_).
+_REQUEST_HEAD = re.compile(rb'\s*\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*,'
+                           rb'\s*"method"\s*:\s*"([A-Za-z0-9_.:-]+)"')
+
 
 class EventLoopPlugin(SeamPlugin):
     """The main loop: lightningd's pipe and our RPC socket, served from one thread."""
@@ -149,10 +154,35 @@ class EventLoopPlugin(SeamPlugin):
                 self.dispatch_decoded(loads_marking_escapes(message))
             else:
                 self.dispatch_raw(message)
-        except Exception:
+        except Exception as exc:
             # pyln lets a request it cannot parse escape its loop, which would end the
             # plugin (and, for a guard call, let lightningd run it unchecked).
             self.log(f"cannot handle a request from lightningd: {traceback.format_exc()}", level="warn")
+            self._answer_unreadable(message, exc)
+
+    def _answer_unreadable(self, message: bytes, exc: Exception) -> None:
+        """Answer a request that could not be read, if its head can be, so no caller waits forever.
+
+        JSON nested deeper than Python's recursion limit is valid to lightningd (jsmn has no
+        depth limit), which forwards it to us. A custommsg hook call still gets continue, a
+        guard call is refused (fail closed), and a method call gets -32600.
+        """
+        head = _REQUEST_HEAD.match(message)
+        if head is None:
+            return
+        request_id, method = head[1], head[2].decode()
+        if method == "custommsg":
+            result: dict[str, Any] = {"result": {"result": "continue"}}
+        elif method == "rpc_command":
+            refusal = CustomMsgError(
+                errors.JSONRPC_INVALID_REQUEST, "custommsg guard could not read this call; refusing it"
+            )
+            result = {"result": {"return": {"error": refusal.to_json()}}}
+        else:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
+            result = {"error": {"code": errors.JSONRPC_INVALID_REQUEST, "message": f"{method}: request {reason}"}}
+        body = json.dumps(result)[1:]
+        self.write_raw(b'{"jsonrpc":"2.0","id":' + request_id + b"," + body.encode() + b"\n\n")
 
     def _fast_dispatch(self, message: bytes) -> bool:
         call = _HOOK_CALL.match(message)

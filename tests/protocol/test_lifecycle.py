@@ -142,7 +142,27 @@ def test_survives_unparsable_input(ld: FakeLightningd) -> None:
     """A request it cannot parse does not end the plugin (which would also drop the sendcustommsg guard)."""
     ld.allowed_logs.append("cannot handle a request")
     ld.allow_log_errors = True  # the plugin logs the parse error's traceback at warn
-    ld.write_raw('{"jsonrpc": "2.0", "id": "cli:x#1", "method": "custommsg-list", "params": {nonsense')
+    unreadable = ld.start_call_raw("custommsg-list", "{nonsense")
     ld.write_raw('["not", "an", "object"]')
+    assert unreadable.error(3).code == -32600  # its head was readable: the caller is not left waiting
     assert ld.call("custommsg-list", timeout=3) == {"messages": []}
     assert ld.rpc_command({"node_id": PEER_A, "msg": "zz"})["return"]["error"]["code"] == 3302
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON to lightningd (jsmn has no depth limit), past Python's
+
+
+def test_request_nested_too_deeply_is_answered(ld: FakeLightningd) -> None:
+    """Each kind of call still gets its answer: a method -32600, the guard a refusal, the hook continue."""
+    ld.allowed_logs.append("cannot handle a request")
+    ld.allow_log_errors = True
+    params = f'{{"peer_id": "{PEER_A}", "method": "x", "params": {{"a": {DEEP}}}}}'
+    call = ld.start_call_raw("custommsg-lsps-call", params)
+    error = call.error(10)
+    assert (error.code, error.message) == (-32600, "custommsg-lsps-call: request nested too deeply")
+    guard = ld.rpc_command(None, params_json=f'{{"node_id": "{PEER_A}", "msg": {DEEP}}}')
+    assert guard["return"]["error"]["code"] == -32600
+    deep_hook = ld.start_call_raw("custommsg", f'{{"payload": "8001aa", "peer_id": "{PEER_A}", "x": {DEEP}}}',
+                                  "cln:custommsg#deep2")
+    assert deep_hook.result(10) == {"result": "continue"}
+    assert ld.call("custommsg-stats")["waiting"] == 0
