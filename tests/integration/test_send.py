@@ -214,3 +214,23 @@ def test_help_explains_every_method(node_factory):
         text = " ".join(str(value) for value in entries[0].values())
         assert text.startswith(name), text
         assert "Returns" in text or "returns" in text, f"{name}: {text}"
+
+
+def test_requests_nested_too_deeply_are_answered(node_factory):
+    """lightningd forwards JSON nested past Python's recursion limit: the plugin's method, its
+    guard and its hook each still answer, and the node stays up."""
+    l1 = node_factory.get_node(options={"plugin": str(PLUGIN)}, start=False)
+    # pyln-testing's teardown re-reads the saved plugin traffic with Python's json, which cannot.
+    l1.daemon.opts.pop("dev-save-plugin-io", None)
+    l1.start()
+    l2 = node_factory.get_node(options={"plugin": RECEIVER})
+    l1.connect(l2)
+    deep = "[" * 5000 + "]" * 5000  # past Python's recursion limit (1000); lightningd parses it slowly
+    reply = raw_rpc(l1, f'{{"jsonrpc":"2.0","id":"deep-1","method":"custommsg-list","params":{{"peer_id":{deep}}}}}')
+    assert reply["error"]["code"] == -32600, reply
+    reply = raw_rpc(l1, '{"jsonrpc":"2.0","id":"deep-2","method":"sendcustommsg","params":'
+                        f'{{"node_id":"{l2.info["id"]}","msg":{deep}}}}}')
+    assert reply["error"]["code"] == -32600, reply
+    assert l1.rpc.call("custommsg-list") == {"messages": []}
+    l1.rpc.sendcustommsg(l2.info["id"], "8001abcd")
+    l2.daemon.wait_for_log("receiver got 8001abcd")
