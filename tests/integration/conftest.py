@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,15 @@ if hasattr(sys, "set_int_max_str_digits"):
 
 if SKIP_REASON is None:
     from pyln.testing.fixtures import *  # noqa: E402,F401,F403
+
+    @pytest.fixture(autouse=True)
+    def jsonschemas() -> dict[str, Any]:
+        """pyln-testing's fixture of the same name, from this repository's doc/schemas wherever pytest
+        runs: every custommsg-* call's dict parameters and result are validated against its schema."""
+        from pyln.testing.fixtures import _load_schema
+
+        schemas = REPO / "doc" / "schemas"
+        return {path.stem: _load_schema(str(path)) for path in sorted(schemas.glob("custommsg-*.json"))}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -49,6 +49,7 @@ def test_send_errors_against_real_node(node_factory):
     """
     l1, l2 = node_factory.line_graph(2, opts=[{"plugin": str(PLUGIN)}, {}])
     l3 = node_factory.get_node()
+    l1.rpc.check_request_schemas = False  # the requests are wrong on purpose: lightningd must see them
     send = l1.rpc.call
     good = "8001aabb"
 
@@ -234,3 +235,18 @@ def test_requests_nested_too_deeply_are_answered(node_factory):
     assert l1.rpc.call("custommsg-list") == {"messages": []}
     l1.rpc.sendcustommsg(l2.info["id"], "8001abcd")
     l2.daemon.wait_for_log("receiver got 8001abcd")
+
+
+def test_calls_are_checked_against_the_schemas(node_factory):
+    """pyln-testing validates every custommsg-* call of this tier against doc/schemas (conftest's
+    jsonschemas): a request outside the schema is stopped before it leaves the test, and a test that
+    means to send one says so with check_request_schemas."""
+    import jsonschema
+
+    l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    with pytest.raises(jsonschema.ValidationError):
+        l1.rpc.call("custommsg-list", {"limit": -1})
+    l1.rpc.check_request_schemas = False
+    with pytest.raises(RpcError) as refused:
+        l1.rpc.call("custommsg-list", {"limit": -1})
+    assert error_code(refused) == -32602
