@@ -143,6 +143,12 @@ def test_concurrent_requests_each_get_their_own_reply(node_factory):
     assert len(inbox(l1, type=40003)) == 10
 
 
+def sent_of(node, msg_type: int) -> int:
+    """Messages of ``msg_type`` lightningd took from ``node``'s plugin this session."""
+    rows = node.rpc.call("custommsg-stats", {"type": msg_type})["peers"]
+    return sum(row["session"]["sent"] for row in rows)
+
+
 def test_request_timeout_and_disconnect(node_factory):
     """l1 asks l2, which never answers type 40005: the request times out with its code;
     a request in flight when l2 disconnects fails at once with another code."""
@@ -156,7 +162,9 @@ def test_request_timeout_and_disconnect(node_factory):
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(l1.rpc.call, "custommsg-request", {**params, "timeout": 60})
-        wait_for(lambda: l1.rpc.call("custommsg-stats")["waiting"] == 1)
+        # Parked and sent (the request is parked first, so a fast reply is not missed): a disconnect
+        # before the send would fail it as an unknown peer instead.
+        wait_for(lambda: l1.rpc.call("custommsg-stats")["waiting"] == 1 and sent_of(l1, 0x9C45) == 2)
         started = time.monotonic()
         l1.rpc.disconnect(l2.info["id"], force=True)
         with pytest.raises(RpcError) as excinfo:
