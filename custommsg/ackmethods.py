@@ -108,9 +108,10 @@ def peers(service: CustomMsgService, request: Request, peer_id: Any = None) -> A
     """List peers and whether each speaks acknowledged delivery (custommsg-send ack=true).
 
     Returns {peers}: the connected peers, those seen this run, and those with acknowledged
-    messages waiting; each with peer_id, connected, ack_support (yes: it said hello on this
-    connection; no: connected long enough without one; unknown), ack_version (of its last
-    hello), and its acknowledged messages queued and unacknowledged (handed over, no ack yet).
+    messages waiting; each with peer_id, connected, ack_support (yes: it announced the
+    protocol on this connection; no: connected long enough without announcing it; unknown),
+    ack_version (of its last announcement), and its acknowledged messages queued and
+    unacknowledged (handed over, no ack yet).
     """
     peer = parse_peer_filter(peer_id)
     return {"peers": service.acked.describe(service.connected.snapshot(), peer)}
