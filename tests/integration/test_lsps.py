@@ -12,7 +12,7 @@ from pyln.testing.utils import wait_for
 
 from custommsg import errors
 
-from .conftest import PLUGIN
+from .conftest import PLUGIN, TEST_PLUGINS
 
 LSPS = 37913
 
@@ -112,5 +112,33 @@ def test_malformed_message_mutes_until_reconnect(node_factory):
     server = Server(l2)
     try:
         assert l1.rpc.call("custommsg-lsps-call", {"peer_id": peer, "method": "echo", "params": {"a": 1}}) == {"a": 1}
+    finally:
+        server.close()
+
+
+def test_beside_another_bLIP50_client_on_the_same_node(node_factory):
+    """l1 runs custommsg and a second client made like CLN's LSPS client (plugins/lsps_client.py:
+    its own custommsg hook on 37913, matching by id); l2 serves. Calls from both, at once, each get
+    their own answer: custommsg leaves the other's responses to it, and the other sees ours go by."""
+    stand_in = str(TEST_PLUGINS / "lsps_client.py")
+    l1 = node_factory.get_node(options={"plugin": [str(PLUGIN), stand_in]})
+    l2 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    l1.connect(l2)
+    server = Server(l2)
+    peer = l2.info["id"]
+    try:
+        def ours(n: int) -> Any:
+            return l1.rpc.call("custommsg-lsps-call", {"peer_id": peer, "method": "echo", "params": {"n": n}})
+
+        def theirs(n: int) -> Any:
+            return l1.rpc.call("lspsclient-call", {"peer_id": peer, "method": "lsps0.list_protocols"})
+
+        with ThreadPoolExecutor(20) as pool:
+            our_results = pool.map(ours, range(10))
+            their_results = pool.map(theirs, range(10))
+            assert list(our_results) == [{"n": n} for n in range(10)]
+            assert list(their_results) == [{"protocols": [1, 2]}] * 10
+        assert l1.rpc.call("lspsclient-stats") == {"foreign": 10}
+        assert server.answered == 20
     finally:
         server.close()
