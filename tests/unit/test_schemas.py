@@ -321,6 +321,9 @@ INVALID: list[tuple[str, str, Any, str]] = [
     ("custommsg-outbox-wait", "response", outbox_entry("sent", updated_index=2), "sent, no sent_at"),
     ("custommsg-outbox-wait", "response", without(DELIVERED_ENTRY, "delivered_at"), "delivered, no delivered_at"),
     ("custommsg-outbox-wait", "response", without(DELIVERED_ENTRY, "ack"), "delivered, no ack"),
+    ("custommsg-outbox-wait", "response", without(DELIVERED_ENTRY, "seq"), "delivered, no seq"),
+    ("custommsg-outbox-wait", "response", without(DELIVERED_ENTRY, "sent_at"), "delivered, no sent_at"),
+    ("custommsg-outbox", "response", {"outbox": [without(DELIVERED_ENTRY, "sent_at")]}, "delivered, no sent_at"),
     ("custommsg-outbox-wait", "response", {**DELIVERED_ENTRY, "reason": "x"}, "reason when delivered"),
     ("custommsg-outbox-wait", "response", outbox_entry("cancelled", updated_index=1, seq=1), "seq when cancelled"),
     ("custommsg-outbox-wait", "response", outbox_entry("cancelled", updated_index=1, sent_at=11.5),
@@ -537,8 +540,9 @@ OUTBOX_SHAPES = {
     "cancelled": [_outbox("cancelled", updated_index=1), _outbox("cancelled", updated_index=1, expires_at=61.5)],
     "failed": [_outbox("failed", updated_index=2, reason="lightningd refused it")],
     # Acknowledged delivery (ack=true): a seq from the first hand-off on; sent_at stays after sent.
+    # An ack that overtakes its sendcustommsg's answer (sending -> delivered) sets sent_at too (ackstore).
     "delivered": [_outbox("delivered", updated_index=3, sent_at=2.5, ack=True, seq=1, delivered_at=3.5),
-                  _outbox("delivered", updated_index=2, ack=True, seq=1, delivered_at=3.5)],
+                  _outbox("delivered", updated_index=2, sent_at=3.5, ack=True, seq=1, delivered_at=3.5)],
 }
 OUTBOX_SHAPES["sent"].append(_outbox("sent", updated_index=2, sent_at=2.5, ack=True, seq=1))
 OUTBOX_SHAPES["failed"].append(_outbox("failed", updated_index=3, sent_at=2.5, ack=True, seq=2, reason="no ack"))
