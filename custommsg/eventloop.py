@@ -62,21 +62,20 @@ from .waiters import WaiterRegistry
 
 Log = Callable[..., None]  # plugin.log(message, level=...)
 
-# A hook call as lightningd writes it: "jsonrpc", "id", "method", then "params"
-# (whose first member, for custommsg, is "payload"): lightningd/plugin_hook.c and
-# connect_control.c. Anchored at the start, so only the request's own method can
-# match, never a string inside some method's params; anything written otherwise
-# takes the general path.
+# The head of every request lightningd writes: "jsonrpc", "id", then "method"
+# (lightningd/jsonrpc.c: jsonrpc_request_start_), the id captured as written.
+_HEAD = rb'\s*\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*,\s*"method"\s*:\s*'
+_REQUEST_HEAD = re.compile(_HEAD + rb'"([A-Za-z0-9_.:-]+)"')
+# A hook call: that head, then "params" (whose first member, for custommsg, is
+# "payload"): lightningd/plugin_hook.c and connect_control.c. Anchored at the start,
+# so only the request's own method can match, never a string inside some method's
+# params; anything written otherwise takes the general path.
 _HOOK_CALL = re.compile(
-    rb'\s*\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*,'
-    rb'\s*"method"\s*:\s*"(custommsg|rpc_command)"\s*,\s*"params"\s*:\s*\{'
-    rb'(?:\s*"payload"\s*:\s*"([0-9a-fA-F]{4}))?'
+    _HEAD + rb'"(custommsg|rpc_command)"\s*,\s*"params"\s*:\s*\{(?:\s*"payload"\s*:\s*"([0-9a-fA-F]{4}))?'
 )
-
-# The head of every request lightningd writes: "jsonrpc", "id" (a string), "method", then
-# "params" (lightningd/jsonrpc.c: jsonrpc_request_start_).
-_REQUEST_HEAD = re.compile(rb'\s*\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*,'
-                           rb'\s*"method"\s*:\s*"([A-Za-z0-9_.:-]+)"')
+# The answer's members after the id that let a custommsg hook call go on, ready-made:
+# the hook answers it from the first bytes of every message not ours.
+_CONTINUE = b'"result":{"result":"continue"}'
 
 
 class EventLoopPlugin(SeamPlugin):
@@ -172,17 +171,22 @@ class EventLoopPlugin(SeamPlugin):
             return
         request_id, method = head[1], head[2].decode()
         if method == "custommsg":
-            result: dict[str, Any] = {"result": {"result": "continue"}}
-        elif method == "rpc_command":
+            self._answer(request_id, _CONTINUE)
+            return
+        if method == "rpc_command":
             refusal = CustomMsgError(
                 errors.JSONRPC_INVALID_REQUEST, "custommsg guard could not read this call; refusing it"
             )
-            result = {"result": {"return": {"error": refusal.to_json()}}}
+            answer: dict[str, Any] = {"result": {"return": {"error": refusal.to_json()}}}
         else:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
-            result = {"error": {"code": errors.JSONRPC_INVALID_REQUEST, "message": f"{method}: request {reason}"}}
-        body = json.dumps(result)[1:]
-        self.write_raw(b'{"jsonrpc":"2.0","id":' + request_id + b"," + body.encode() + b"\n\n")
+            answer = {"error": {"code": errors.JSONRPC_INVALID_REQUEST, "message": f"{method}: request {reason}"}}
+        self._answer(request_id, json.dumps(answer)[1:-1].encode())
+
+    def _answer(self, request_id: bytes, members: bytes) -> None:
+        """Answer the request whose id is ``request_id``, kept exactly as it was written (a JSON
+        string or number), with ``members``: the answer's "result" or "error" member as JSON."""
+        self.write_raw(b'{"jsonrpc":"2.0","id":' + request_id + b"," + members + b"}\n\n")
 
     def _fast_dispatch(self, message: bytes) -> bool:
         call = _HOOK_CALL.match(message)
@@ -195,7 +199,7 @@ class EventLoopPlugin(SeamPlugin):
         if name == "custommsg" and call[3] is not None and not self.wants_type(int(call[3], 16)):
             # Most messages of other protocols (commando's 65 kB frames, peer
             # storage) are not ours: answer from their first bytes, unparsed.
-            self.write_raw(b'{"jsonrpc":"2.0","id":' + call[1] + b',"result":{"result":"continue"}}\n\n')
+            self._answer(call[1], _CONTINUE)
             return True
         # rpc_command: the guard must see which strings were written with escapes.
         request = loads_marking_escapes(message) if name == "rpc_command" else json.loads(message)
