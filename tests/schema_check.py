@@ -161,10 +161,20 @@ def format_problems(schema: Any) -> list[str]:
     return [f"{list(e.absolute_path)}: {e.message}" for e in FormatValidator.iter_errors(schema)]
 
 
+def schema_path(name: str) -> Path | None:
+    """The file of a method's (``custommsg-send``) or a notification's (``custommsg_stored``) schema."""
+    for path in (SCHEMAS / f"{name}.json", SCHEMAS / "notification" / f"{name}.json"):
+        if path.exists():
+            return path
+    return None
+
+
 def schema_of(name: str) -> Any:
     """The schema of a method (``custommsg-send``) or of a notification (``custommsg_stored``)."""
-    path = SCHEMAS / f"{name}.json"
-    return load(path if path.exists() else SCHEMAS / "notification" / f"{name}.json")
+    path = schema_path(name)
+    if path is None:
+        raise FileNotFoundError(f"no schema of {name} in {SCHEMAS}")
+    return load(path)
 
 
 @functools.cache
