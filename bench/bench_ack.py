@@ -15,11 +15,21 @@ protocol, not the limit. CPU per message, from /proc, is summed over both nodes.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
 
-from .conftest import PLUGIN_UNDER_TEST, CpuMeter, PersistentRpc, bench_node, plugin_paths, rpc_of, wait_until
+from .conftest import (
+    PLUGIN_UNDER_TEST,
+    CpuMeter,
+    PersistentRpc,
+    bench_node,
+    interleaved,
+    plugin_paths,
+    rpc_of,
+    wait_until,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "200"))
@@ -69,13 +79,11 @@ def test_acknowledged_delivery_rate(node_factory):
     acknowledged(rpc, peer, 50)
 
     cases = {"plain custommsg-send": plain, "custommsg-send ack=true, until delivered": acknowledged}
-    samples: dict[str, list[float]] = {name: [] for name in cases}
     cpu = {"sender": CpuMeter(), "receiver": CpuMeter()}
-    for _ in range(ROUNDS):
-        for name, run in cases.items():
-            with cpu["sender"].window(name, sender, plugins, PER_ROUND), \
-                    cpu["receiver"].window(name, receiver, plugins, PER_ROUND):
-                samples[name].append(run(rpc, peer, PER_ROUND))
+    samples = interleaved(
+        {name: functools.partial(run, rpc, peer) for name, run in cases.items()},
+        [(cpu["sender"], sender), (cpu["receiver"], receiver)], plugins, ROUNDS, PER_ROUND,
+    )
     latencies = sorted(one_delivered(rpc, peer) for _ in range(LATENCY_SAMPLES))
 
     median = {name: statistics.median(values) for name, values in samples.items()}

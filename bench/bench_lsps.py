@@ -41,7 +41,16 @@ from custommsg import errors
 from custommsg.blip50 import Request, Response
 from custommsg.rpcclient import LightningdError
 
-from .conftest import PLUGIN_UNDER_TEST, CpuMeter, PersistentRpc, bench_node, plugin_paths, rpc_of, wait_until
+from .conftest import (
+    PLUGIN_UNDER_TEST,
+    CpuMeter,
+    PersistentRpc,
+    bench_node,
+    interleaved,
+    plugin_paths,
+    rpc_of,
+    wait_until,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "160"))
@@ -233,13 +242,10 @@ def test_lsps_call_rate(node_factory):
         for run in cases.values():  # warm up: connections, caches, threads
             run(2 * CONCURRENCY)
 
-        samples: dict[str, list[float]] = {name: [] for name in cases}
         cpu = {"client": CpuMeter(), "server": CpuMeter()}
-        for _ in range(ROUNDS):
-            for name, run in cases.items():
-                with cpu["client"].window(name, client, plugins, PER_ROUND), \
-                        cpu["server"].window(name, server, plugins, PER_ROUND):
-                    samples[name].append(run(PER_ROUND))
+        samples = interleaved(
+            cases, [(cpu["client"], client), (cpu["server"], server)], plugins, ROUNDS, PER_ROUND
+        )
         assert not serving.failures, serving.failures
     finally:
         pool.close()

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -169,3 +169,19 @@ class CpuMeter:
         for part in ("plugin", "lightningd"):
             ratio = self.per_message(case, part) / max(self.per_message(baseline, part), 1e-12)
             print(f"RATIO cpu/{unit} {part} {label} = {ratio:.2f}")
+
+
+def interleaved(
+    cases: dict[str, Callable[[int], float]], meters: list[tuple[CpuMeter, object]], plugins: set[str],
+    rounds: int, per_round: int,
+) -> dict[str, list[float]]:
+    """Each round runs every case in turn on ``per_round`` messages (a case returns its rate),
+    inside a CPU window of each (meter, node) in ``meters``; returns the rates, per case."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, run in cases.items():
+            with ExitStack() as windows:
+                for meter, node in meters:
+                    windows.enter_context(meter.window(name, node, plugins, per_round))
+                samples[name].append(run(per_round))
+    return samples
