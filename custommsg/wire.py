@@ -24,6 +24,7 @@ MAX_MESSAGE_LEN = 65535
 MIN_MESSAGE_LEN = TYPE_LEN
 
 NODE_ID_LEN = 33
+_LOWER_HEX = frozenset("0123456789abcdef")
 
 
 def is_node_id_text(value: object) -> bool:
@@ -36,8 +37,6 @@ def is_node_id_text(value: object) -> bool:
         and _LOWER_HEX.issuperset(value)
     )
 
-
-_LOWER_HEX = frozenset("0123456789abcdef")
 
 # The types Core Lightning handles itself: every message of wire/peer_wire.csv but
 # peer_storage (7) and peer_storage_retrieval (9). lightningd refuses to send them
