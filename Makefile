@@ -58,7 +58,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install --quiet 'pyln-client==$(OLDEST_PYLN).*' 'pyln-proto==$(OLDEST_PYLN).*' \
-		'pytest>=8' 'jsonschema>=4' -e .
+		'pytest>=8' 'jsonschema>=4' 'hypothesis>=6.100' -e .
 	$(OLDEST_VENV)/bin/python -c 'from importlib.metadata import version as v; \
 		assert v("pyln-client").lstrip("v").startswith("$(OLDEST_PYLN)"), v("pyln-client")'
 	touch $@
