@@ -32,6 +32,7 @@ The layers, top to bottom; a module imports only from layers below its own
     policy       which types are kept, per-peer rate limits
     schema       tables, migrations, statuses, row shapes
     wire         BOLT #1 framing
+    strictjson   JSON as lightningd reads it: the one reader for peers' values, the one writer
     errors       codes and the exception tree
 """
 

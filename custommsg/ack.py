@@ -305,3 +305,56 @@ class Retransmitter:
         """The peer disconnected: forget what is in flight to it."""
         self._in_flight.pop(peer, None)
         self._highest.pop(peer, None)
+
+
+HELLO_REPLY_EVERY = 1.0  # seconds: at most one hello of ours in answer to a peer's, per peer
+
+
+class HelloPacer:
+    """How often a peer's hellos may make us act, whatever it sends: our reply to a hello with
+    reply=0 at most once per ``reply_every``, and a resend of its unacknowledged entries at most
+    once per ``resend_every``. A reply asked for sooner is owed, not dropped (the peer's plugin
+    may really have restarted twice, and waits for it): :meth:`due_replies` gives it once its
+    time comes. A resend asked for sooner is not needed: what it would send is in flight, and
+    the Retransmitter sends it again when it is due. A hello costs its sender 5 bytes; without
+    this, each could make us send every unacknowledged entry (up to 65 kB each) again.
+    """
+
+    def __init__(self, reply_every: float = HELLO_REPLY_EVERY, resend_every: float = RETRANSMIT_AFTER):
+        self.reply_every = reply_every
+        self.resend_every = resend_every
+        self._replied: dict[str, float] = {}
+        self._owed: set[str] = set()
+        self._resent: dict[str, float] = {}
+
+    def reply(self, peer: str, now: float) -> bool:
+        """The peer asks for our hello: True to send it now, False if it is owed."""
+        last = self._replied.get(peer)
+        if last is None or now - last >= self.reply_every:
+            self._replied[peer] = now
+            self._owed.discard(peer)
+            return True
+        self._owed.add(peer)
+        return False
+
+    def resend(self, peer: str, now: float) -> bool:
+        """The peer's hello asks for its unacknowledged entries again: True to send them now."""
+        last = self._resent.get(peer)
+        if last is None or now - last >= self.resend_every:
+            self._resent[peer] = now
+            return True
+        return False
+
+    def due_replies(self, now: float) -> list[str]:
+        """The peers whose owed reply may go now (each taken off the owed list); sorted."""
+        due = sorted(p for p in self._owed if now - self._replied[p] >= self.reply_every)
+        for peer in due:
+            self._owed.discard(peer)
+            self._replied[peer] = now
+        return due
+
+    def forget(self, peer: str) -> None:
+        """The peer disconnected: its next connection starts afresh."""
+        self._replied.pop(peer, None)
+        self._owed.discard(peer)
+        self._resent.pop(peer, None)

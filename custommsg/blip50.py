@@ -7,14 +7,13 @@ the 2-byte type); request ids; sanitising. Who is waiting for what, and who is m
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from . import errors
+from . import errors, strictjson
 from .errors import CustomMsgError, ValidationError
 
 # bLIP-50: "All LSPS messages MUST use the BOLT8 message ID 37913 (`lsps0_message_id`)."
@@ -59,8 +58,8 @@ class _Frame:
         try:
             # bLIP-50: "characters that can be embedded into a JSON string without escapes MUST
             # be encoded directly". Control characters (NUL too) stay escaped: no 0 byte.
-            raw = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raw = strictjson.dumps(self.to_json())
+        except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
             raise _refuse("not json", f"not JSON: {exc}") from None
         if len(raw) > MAX_BODY_LEN:  # bLIP-50 rules out cutting "a large object across multiple messages"
             too_long = f"the JSON body is {len(raw)} bytes, over {MAX_BODY_LEN}"
@@ -127,24 +126,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _no_constant(name: str) -> Any:
-    raise MalformedFrame("not json", constant=name)  # NaN, Infinity: Python-only, not JSON
-
-
-# CPython refuses an int of more than sys.get_int_max_str_digits() digits, but that limit is the
-# interpreter's setting (PYTHONINTMAXSTRDIGITS=0 lifts it): the frame's rule must not move with it.
-MAX_INT_DIGITS = 4300
-
-
-def _bounded_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:  # a 1 MB number costs quadratic time to convert
-        raise MalformedFrame("not json", digits=len(digits))
-    return int(digits)
-
-
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant, parse_int=_bounded_int
-)
+_DECODER = strictjson.decoder(object_pairs_hook=_no_duplicate_keys)
 
 
 def parse_frame(body: bytes, role: Role | None = None) -> Frame:
@@ -159,12 +141,16 @@ def parse_frame(body: bytes, role: Role | None = None) -> Frame:
         raise MalformedFrame("not utf-8") from None
     # bLIP-50: "with optional leading or trailing whitespaces (space, tab, line feed,
     # carriage return). For example, " { } " would pass this check, but "{" and " [ ] " would not."
+    # The payload must also be JSON that lightningd's parser reads when we hand it on (stored,
+    # notified, returned): strictjson's rules, checked here, at the door, once.
     try:
         obj, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip(_WS)))
-        json.dumps(obj, ensure_ascii=False).encode()
-    except UnicodeEncodeError:  # a "\ud800" escape: a lone surrogate, no UTF-8 text
-        raise MalformedFrame("lone surrogate") from None
-    except (ValueError, RecursionError):  # JSONDecodeError, a 5000-digit int, deep nesting
+        strictjson.check(obj)
+    except strictjson.JsonRefused as exc:
+        raise MalformedFrame(exc.reason, **exc.data) from None
+    except RecursionError:  # deeper than the interpreter reads: far beyond MAX_JSON_DEPTH
+        raise MalformedFrame("nested too deeply", max=strictjson.MAX_JSON_DEPTH) from None
+    except ValueError:  # JSONDecodeError
         raise MalformedFrame("not json") from None
     if text[end:].strip(_WS):  # bLIP-50: "MUST NOT parse as more than a single complete JSON object"
         raise MalformedFrame("trailing data")

@@ -7,9 +7,10 @@ entries, the streams and ``last`` per stream; this module holds what lives in me
 * a peer connects (or is connected when the plugin starts): our hello, reply=0;
 * its hello: our answer (a reply=1, to a reply=0 only); the first on a connection, or a
   reply=0 (the peer's plugin has just started), sends its unacknowledged entries again;
+  both paced per peer (:class:`ack.HelloPacer`), so a flood of hellos costs us little;
 * its ack: the entries it covers become ``delivered`` (``custommsg_delivered``);
 * the sweep, once a second: a peer connected HELLO_TIMEOUT without a hello fails its
-  acknowledged entries; entries unacknowledged RETRANSMIT_AFTER go again.
+  acknowledged entries; entries unacknowledged RETRANSMIT_AFTER go again; owed replies go.
 
 Envelopes the peer sends us are the receive pipeline's (``receive``), which answers each
 with :meth:`AckedDelivery.send_ack`. Called from the main thread (the hook, connect and
@@ -31,6 +32,7 @@ from .ack import (
     U64_LEN,
     Ack,
     Hello,
+    HelloPacer,
     PeerSupport,
     Retransmitter,
     answer,
@@ -67,6 +69,7 @@ class AckedDelivery:
         self.hello_timeout = HELLO_TIMEOUT if hello_timeout is None else hello_timeout
         self.support = PeerSupport(self.hello_timeout)
         self.flight = Retransmitter(RETRANSMIT_AFTER if retransmit_after is None else retransmit_after)
+        self.pacer = HelloPacer(resend_every=self.flight.retransmit_after)
         self._streams: dict[str, int] = {}  # per peer, the stream of what is in self.flight
         self._lock = threading.Lock()
 
@@ -80,6 +83,7 @@ class AckedDelivery:
     def disconnected(self, peer_id: str) -> None:
         with self._lock:
             self.support.disconnected(peer_id)
+            self.pacer.forget(peer_id)
             self.flight.reset(peer_id)
             self._streams.pop(peer_id, None)
 
@@ -99,15 +103,20 @@ class AckedDelivery:
     # -- what the peer sends (main thread) ---------------------------------------
 
     def on_hello(self, peer_id: str, hello: Hello) -> None:
+        """Answer it, and send the unacknowledged entries again for the first hello on a connection
+        or a reply=0 (the peer's plugin started): each at most as often as ``pacer`` allows."""
+        now = self.clock()
+        ours = answer(hello)
         with self._lock:
             was_ready = self.support.ready(peer_id)
-            self.support.hello(peer_id, hello.version, self.clock())
-        ours = answer(hello)
-        if ours is not None:
-            self.post(peer_id, _message(ours))
+            self.support.hello(peer_id, hello.version, now)
+            reply_now = ours is not None and self.pacer.reply(peer_id, now)
+            resend = (not was_ready or not hello.reply) and self.pacer.resend(peer_id, now)
+        if reply_now:
+            self.post(peer_id, _message(Hello(reply=True)))
         if not was_ready:
             self.log(f"peer {peer_id} speaks acknowledged delivery (version {hello.version})", level="debug")
-        if not was_ready or not hello.reply:
+        if resend:
             self.schedule(peer_id, True, True)
 
     def on_ack(self, peer_id: str, ack: Ack) -> None:
@@ -168,6 +177,9 @@ class AckedDelivery:
         with self._lock:
             unsupported = self.support.due_unsupported(now)
             due = [peer for peer in self.flight.peers() if self.flight.due(peer, now)]
+            owed = self.pacer.due_replies(now)
+        for peer_id in owed:
+            self.post(peer_id, _message(Hello(reply=True)))
         for peer_id in unsupported:
             failed = self.outbox.fail_acknowledged(peer_id, UNSUPPORTED.format(self.hello_timeout))
             self.log(f"peer {peer_id} does not speak acknowledged delivery (no hello within "

@@ -57,6 +57,8 @@ JSONRPC_INVALID_REQUEST = -32600
 # JSON-RPC's own "invalid params", used exactly where lightningd's list commands
 # use it (pagination: "Can only specify {start} with {index}").
 JSONRPC_INVALID_PARAMS = -32602
+# JSON-RPC's "internal error": an answer we could not write as JSON lightningd reads (a bug).
+JSONRPC_INTERNAL_ERROR = -32603
 
 
 class CustomMsgError(Exception):

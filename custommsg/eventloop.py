@@ -53,7 +53,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from . import errors
+from . import errors, strictjson
 from .errors import CustomMsgError
 from .guard import loads_marking_escapes
 from .pyln_seam import Request, SeamPlugin, answer_error
@@ -181,7 +181,7 @@ class EventLoopPlugin(SeamPlugin):
         else:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
             answer = {"error": {"code": errors.JSONRPC_INVALID_REQUEST, "message": f"{method}: request {reason}"}}
-        self._answer(request_id, json.dumps(answer)[1:-1].encode())
+        self._answer(request_id, strictjson.dumps(answer)[1:-1])
 
     def _answer(self, request_id: bytes, members: bytes) -> None:
         """Answer the request whose id is ``request_id``, kept exactly as it was written (a JSON

@@ -66,14 +66,17 @@ class LspsEndpoint:
 
     def on_malformed(self, peer_id: str, error: MalformedFrame) -> None:
         reason = error.data.get("reason")
-        if self.muted.mute(peer_id):
-            # bLIP-50: the client "SHOULD log this as an unusual event" and "SHOULD NOT send
-            # further BOLT8 messages with ID 37913 to the peer on this connection session".
-            self.log(f"peer {peer_id} sent a malformed bLIP-50 message ({reason}): no more "
-                     f"{LSPS0_MESSAGE_TYPE} to it until it reconnects", level="unusual")
         self.calls.fail_peer(peer_id, f"peer sent a malformed bLIP-50 message ({reason})", errors.LSPS_PEER_MUTED)
+        if not self.muted.mute(peer_id):
+            # Muted already: no second answer on this connection. A 3-byte malformed message
+            # answered each time would make us send 25 times what the peer sends.
+            return
+        # bLIP-50: the client "SHOULD log this as an unusual event" and "SHOULD NOT send
+        # further BOLT8 messages with ID 37913 to the peer on this connection session".
+        self.log(f"peer {peer_id} sent a malformed bLIP-50 message ({reason}): no more "
+                 f"{LSPS0_MESSAGE_TYPE} to it until it reconnects", level="unusual")
         # bLIP-50, the LSP: "MUST respond with a JSON-RPC 2.0 error response with the reason
-        # "parse error" (`code` = `-32700`, `id` = `null`)".
+        # "parse error" (`code` = `-32700`, `id` = `null`)": once per connection, the first time.
         answer = Message(LSPS0_MESSAGE_TYPE, parse_error_response().serialize())
         self.send(peer_id, answer, self._logged("parse error answer", peer_id), self._logged_crash)
 

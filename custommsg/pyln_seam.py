@@ -47,7 +47,8 @@ from typing import Any
 from pyln.client import Plugin
 from pyln.client.plugin import Request, RequestState
 
-from .errors import CustomMsgError
+from . import strictjson
+from .errors import JSONRPC_INTERNAL_ERROR, CustomMsgError
 
 __all__ = ["PENDING", "Request", "SeamPlugin", "answer", "answer_error", "missing_seams"]
 
@@ -94,11 +95,32 @@ class SeamPlugin(Plugin):  # type: ignore[misc]  # pyln-client ships no type hin
     def write_json(self, obj: Any) -> None:
         self._write_locked(obj)
 
+    def _write_locked(self, obj: Any) -> None:
+        """Every answer, notification and log line pyln or we write: through ``strictjson.dumps``, so
+        nothing lightningd's parser refuses can reach the pipe (it would kill the plugin). A value that
+        cannot be written (a bug: values from peers are checked at the door) becomes an error answer,
+        or, for a notification, a log line saying what was dropped."""
+        try:
+            data = strictjson.dumps(obj)
+        except (ValueError, TypeError, RecursionError) as exc:
+            data = strictjson.dumps(_unwritable(obj, exc))
+        self.write_raw(data + b"\n\n")
+
     def write_raw(self, data: bytes) -> None:
         """Write bytes that are already one framed JSON object."""
         with self.write_lock:
             self.stdout.buffer.write(data)
             self.stdout.flush()
+
+
+def _unwritable(obj: Any, exc: BaseException) -> dict[str, Any]:
+    what = f"custommsg: cannot write JSON that lightningd reads ({type(exc).__name__}: {exc})"
+    request_id = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+        return {"jsonrpc": "2.0", "id": request_id, "error": {"code": JSONRPC_INTERNAL_ERROR, "message": what}}
+    method = obj.get("method") if isinstance(obj, dict) else None
+    dropped = f"{what}; dropped the {method!r} notification" if isinstance(method, str) else what
+    return {"jsonrpc": "2.0", "method": "log", "params": {"level": "broken", "message": repr(dropped)[1:-1]}}
 
 
 def _finish(request: Request, state: RequestState, body: dict[str, Any]) -> None:

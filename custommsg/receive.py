@@ -131,8 +131,9 @@ class Receiver:
     def _envelope(self, peer_id: str, envelope: Envelope) -> None:
         """Store the inner message if it is the next of its stream, then acknowledge (not if rate-limited)."""
         inner = envelope.inner
+        # An enveloped message counts as received once, when it is stored: a copy dropped here
+        # (rate, storage) comes again, and is counted then.
         if not self._within_rate(peer_id, inner.type):
-            self.counters.count(peer_id, inner.type, "received")
             return  # no ack: the sender sends it again
         gate = self.store.envelope_gate(peer_id, envelope.stream, envelope.seq)
         try:
@@ -140,7 +141,6 @@ class Receiver:
                 peer_id, inner.serialize(), inner.type, round(time.time(), 3), self.inbox_max, gate=gate
             )
         except StorageError as exc:
-            self.counters.count(peer_id, inner.type, "received")
             self._storage_failed(peer_id, inner.type, exc)
             return  # no ack: the sender sends it again
         self.acked.send_ack(peer_id, envelope.stream, gate.last)

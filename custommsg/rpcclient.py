@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import errors
+from . import errors, strictjson
 from .errors import CustomMsgError, PeerError, TransientError, ValidationError
 
 # lightningd ends every JSON object it writes, on its RPC socket and on a plugin's
@@ -95,9 +95,7 @@ class PersistentRpc:
     def call(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
         """One request, one answer; reconnects once if lightningd closed the socket."""
         request_id = f"{self.id_prefix}:{method}#{next(self._ids)}"
-        data = json.dumps(
-            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
-        ).encode()
+        data = strictjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}})
         for attempt in (1, 2):
             try:
                 if self._sock is None:
@@ -169,7 +167,7 @@ class AsyncRpc:
             self.on_socket_change()
         request_id = f"{self.id_prefix}:{method}#{next(self._ids)}"
         self._pending[request_id] = callback
-        self._outbuf += json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}).encode()
+        self._outbuf += strictjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
         self.flush()
 
     def flush(self) -> None:

@@ -8,12 +8,12 @@ frozen dataclass here, and its ``to_json`` is what the RPC methods and the
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import strictjson
 from .wire import message_body
 
 
@@ -167,7 +167,10 @@ class StoredMessage:
             pass
         if self.rpc is not None:
             entry["kind"] = self.rpc.kind
-            entry["json"] = json.loads(entry["text"])  # checked against bLIP-50 before it was stored
+            try:  # checked at the door (blip50.parse_frame) before it was stored
+                entry["json"] = strictjson.loads(entry["text"])
+            except (strictjson.JsonRefused, KeyError):
+                pass  # stored by an earlier version under looser rules: listed without "json"
             if self.rpc.method is not None:
                 entry["method"] = self.rpc.method
             if self.answered_at is not None:

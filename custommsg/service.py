@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -213,13 +214,27 @@ class CustomMsgService:
             self.counters.count(peer_id, msg_type, "sent")
 
     def _post(self, peer_id: str, message: Message) -> None:
-        """Main thread: send an acknowledged-delivery hello or ack; a failure is only logged."""
+        """Any thread: send an acknowledged-delivery hello or ack; a failure is only logged. From the
+        main thread without waiting; from another (the sweep's owed hello replies) on the sender thread."""
 
         def done(failure: CustomMsgError | None) -> None:
             if failure is not None:
                 self.plugin.log(f"could not send type {message.type} to {peer_id}: {failure.message}", level="debug")
 
-        self.send_now(peer_id, message, done, lambda exc: done(CustomMsgError(0, repr(exc))), ordered=False)
+        def crashed(exc: Exception) -> None:
+            done(CustomMsgError(errors.JSONRPC_INTERNAL_ERROR, repr(exc)))
+
+        if threading.current_thread() is threading.main_thread():
+            self.send_now(peer_id, message, done, crashed, ordered=False)
+            return
+
+        def job() -> None:
+            try:
+                self._native_send(peer_id, message.serialize())
+            except CustomMsgError as exc:
+                done(exc)
+
+        self.sender.put(peer_id, job, crashed)
 
     def _native_failure(self, error: dict[str, Any], peer_id: str) -> CustomMsgError:
         failure = native_error(error, peer_id)

@@ -316,6 +316,23 @@ def test_duplicate_envelope_stored_once_and_acked_again(ld: FakeLightningd) -> N
     assert [m["payload"] for m in inbox(ld)][3:] == ["8001dd", "8001ee"]
 
 
+def test_enveloped_message_dropped_by_the_rate_limit_counts_once(make_ld: MakeLd) -> None:
+    """A copy dropped by the rate limit is not acknowledged and counts as dropped; the copy that is stored
+    later counts as received once, as the README says."""
+    ld = make_ld({"custommsg-peer-rate": "0.001", "custommsg-peer-burst": 1})
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))  # the burst: stored
+    ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb"))  # over the rate: dropped, not acked
+    wait_for(lambda: len(acks_to(ld, PEER_A)) == 1)
+    (row,) = ld.call("custommsg-stats")["peers"]
+    assert row["session"]["received"] == 1 and row["session"]["dropped"]["rate"] == 1
+    ld.restart({"custommsg-peer-rate": "0.001", "custommsg-peer-burst": 1})  # a fresh bucket
+    ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb"))  # the sender's copy: stored now
+    wait_for(lambda: [a["seq"] for a in acks_to(ld, PEER_A)][-1:] == [2])
+    (row,) = ld.call("custommsg-stats")["peers"]
+    assert row["total"]["received"] == 2 and row["total"]["stored"] == 2 and row["total"]["dropped"]["rate"] == 1
+    assert [m["payload"] for m in inbox(ld)] == ["8001aa", "8001bb"]
+
+
 def test_receiver_remembers_across_restarts(ld: FakeLightningd) -> None:
     """last per (peer, stream) is in the database: after a restart a copy is still a copy."""
     ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))

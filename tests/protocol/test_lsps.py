@@ -106,15 +106,19 @@ def test_malformed_message_mutes_the_peer_until_it_reconnects(ld: FakeLightningd
     assert pending.error().code == 3353
     parse_error = sent_json(ld, PEER_A, 2)
     assert parse_error == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
+    # once per connection: a second answer would let a 3-byte message cost us 76
+    assert ld.custommsg(PEER_A, LSPS.to_bytes(2, "big").hex() + "7b") == {"result": "continue"}
+    ld.call("custommsg-stats")  # answered after the hook call: anything it sent went before
+    assert len([m for m in ld.sent_to(PEER_A) if m.startswith("9419")]) == 2  # the request, one parse error
     assert len(ld.log_lines("malformed bLIP-50")) == 1
     assert ld.call("custommsg-list", {"type": LSPS})["messages"] == []
     stats = ld.call("custommsg-stats", {"type": LSPS})
-    assert stats["total"]["dropped"]["malformed"] == 2
+    assert stats["total"]["dropped"]["malformed"] == 3
     assert ld.call_error("custommsg-lsps-call", {"peer_id": PEER_A, "method": "m"}).code == 3353
     ld.disconnect_peer(PEER_A)
     ld.connect_peer(PEER_A)
     again = ld.start_call("custommsg-lsps-call", {"peer_id": PEER_A, "method": "m"})
-    request = sent_json(ld, PEER_A, 4)
+    request = sent_json(ld, PEER_A, 3)
     ld.custommsg(PEER_A, frame({"jsonrpc": "2.0", "id": request["id"], "result": {}}))
     assert again.result() == {}
 

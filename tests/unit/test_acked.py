@@ -354,12 +354,60 @@ def test_hellos_and_what_they_start(store: Store, outbox: Outbox, clock: Clock) 
     assert w.posted == [(A, Hello(1, reply=False))] and not w.acked.ready(A)
     w.acked.on_hello(A, Hello(1, reply=True))  # its answer: ready, send what waits
     assert w.acked.ready(A) and w.scheduled == [(A, True, True)] and len(w.posted) == 1
+    clock.advance(10)
     w.acked.on_hello(A, Hello(1, reply=False))  # its plugin (re)started: answered, and everything again
     assert w.posted[-1] == (A, Hello(1, reply=True)) and w.scheduled[-1] == (A, True, True)
     w.acked.on_hello(A, Hello(1, reply=True))
     assert len(w.scheduled) == 2
     w.acked.disconnected(A)
     assert not w.acked.ready(A)
+
+
+def test_a_hello_flood_is_answered_at_a_pace(store: Store, outbox: Outbox, clock: Clock) -> None:
+    # given a peer that said hello (ready: one resend), then sends 2000 more with reply=0 at once
+    w = Wiring(store, outbox, clock)
+    w.acked.connected(A)
+    w.acked.on_hello(A, Hello(1, reply=False))
+    assert w.scheduled == [(A, True, True)] and w.posted == [(A, Hello(1)), (A, Hello(1, reply=True))]
+    for _ in range(2000):
+        w.acked.on_hello(A, Hello(1, reply=False))
+    # then nothing more goes at once: the reply is owed, the resend not needed within the interval
+    assert len(w.scheduled) == 1 and len(w.posted) == 2
+    # when a second passes: one owed reply, at the sweep; no resend before 10 s
+    clock.advance(1)
+    w.acked.sweep()
+    assert w.posted[2:] == [(A, Hello(1, reply=True))] and len(w.scheduled) == 1
+    w.acked.sweep()
+    assert len(w.posted) == 3  # owed once, sent once
+    # and after the retransmit interval, the next hello may resend once more
+    clock.advance(9)
+    for _ in range(100):
+        w.acked.on_hello(A, Hello(1, reply=False))
+    assert w.scheduled == [(A, True, True)] * 2 and w.posted[3:] == [(A, Hello(1, reply=True))]
+
+
+def test_a_reconnect_is_answered_at_once(store: Store, outbox: Outbox, clock: Clock) -> None:
+    # given a peer answered and resent to, which disconnects and comes back at once
+    w = Wiring(store, outbox, clock)
+    w.acked.connected(A)
+    w.acked.on_hello(A, Hello(1, reply=False))
+    w.acked.disconnected(A)
+    w.acked.connected(A)
+    # when it says hello on the new connection, then it is answered and resent to without waiting
+    w.acked.on_hello(A, Hello(1, reply=False))
+    assert w.scheduled == [(A, True, True)] * 2
+    assert w.posted.count((A, Hello(1, reply=True))) == 2
+
+
+def test_one_peers_flood_does_not_pace_another(store: Store, outbox: Outbox, clock: Clock) -> None:
+    w = Wiring(store, outbox, clock)
+    for peer in (A, B):
+        w.acked.connected(peer)
+    for _ in range(500):
+        w.acked.on_hello(A, Hello(1, reply=False))
+    w.acked.on_hello(B, Hello(1, reply=False))
+    assert w.scheduled == [(A, True, True), (B, True, True)]
+    assert (B, Hello(1, reply=True)) in w.posted
 
 
 def test_hello_timeout_fails_and_refuses(store: Store, outbox: Outbox, clock: Clock) -> None:

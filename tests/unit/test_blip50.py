@@ -130,7 +130,13 @@ MALFORMED: list[tuple[str, bytes, str]] = SPEC_FRAMING + [
     ("trailing-comma", b'{"jsonrpc":"2.0","id":"a","result":{},}', "not json"),
     ("nan", b'{"jsonrpc":"2.0","id":"a","result":NaN}', "not json"),
     ("infinity", b'{"jsonrpc":"2.0","id":"a","result":-Infinity}', "not json"),
-    ("nesting-30000-deep", _DEEP, "not json"),
+    ("nesting-30000-deep", _DEEP, "nested too deeply"),
+    # Valid JSON that Python reads as infinity, and lightningd could not read back once we wrote it.
+    ("number-1e400", b'{"jsonrpc":"2.0","id":"a","method":"m","params":{"sat":1e400}}', "number out of range"),
+    ("number-minus-1E309", b'{"jsonrpc":"2.0","id":"a","result":-1E309}', "number out of range"),
+    ("nesting-101-deep", b'{"jsonrpc":"2.0","id":"a","result":' + b"[" * 100 + b"]" * 100 + b"}", "nested too deeply"),
+    ("nesting-980-deep", b'{"jsonrpc":"2.0","id":"a","result":' + b"[" * 979 + b"]" * 979 + b"}", "nested too deeply"),
+    ("lone-surrogate-in-key", b'{"jsonrpc":"2.0","id":"a","result":{"\\udc00":1}}', "lone surrogate"),
     ("lone-surrogate-escape", b'{"jsonrpc":"2.0","id":"\\ud800","result":{}}', "lone surrogate"),
     ("duplicate-id", b'{"jsonrpc":"2.0","id":"a","id":"b","result":{}}', "duplicate key"),
     ("duplicate-key-nested", b'{"jsonrpc":"2.0","id":"a","result":{"x":1,"x":2}}', "duplicate key"),
@@ -200,7 +206,20 @@ def test_int_of_4301_digits_is_not_json(sign: bytes) -> None:
     # the bound is the frame's own, whatever sys.set_int_max_str_digits() or PYTHONINTMAXSTRDIGITS say
     with pytest.raises(MalformedFrame) as caught:
         parse_frame(b'{"jsonrpc":"2.0","id":"a","result":' + sign + b"1" + b"0" * 4300 + b"}")
-    assert caught.value.data["reason"] == "not json"
+    assert caught.value.data["reason"] == "number out of range"
+
+
+def test_nesting_of_100_is_a_result() -> None:
+    # the top-level object is level 1, so the result holds 99 nested arrays
+    frame = parse_frame(b'{"jsonrpc":"2.0","id":"a","result":' + b"[" * 99 + b"]" * 99 + b"}")
+    assert isinstance(frame, Response)
+    assert parse_frame(frame.serialize()) == frame
+
+
+@pytest.mark.parametrize("number", [b"1e308", b"-1.7976931348623157e308", b"1e-400", b"-0.0", b"0.1"])
+def test_finite_floats_are_results(number: bytes) -> None:
+    frame = parse_frame(b'{"jsonrpc":"2.0","id":"a","result":' + number + b"}")
+    assert frame == Response("a", float(number))
 
 
 def test_int_of_4300_digits_is_a_result() -> None:

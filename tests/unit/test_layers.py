@@ -18,7 +18,7 @@ PACKAGE = Path(custommsg.__file__).resolve().parent
 # Bottom first: a module may import from the modules before it in this list, and no other.
 LAYERS = [  # __main__ (the entry point) stands above them all
 
-    "errors", "wire", "schema", "policy", "validate", "options", "guard", "blip50", "lspscalls", "ack",
+    "errors", "strictjson", "wire", "schema", "policy", "validate", "options", "guard", "blip50", "lspscalls", "ack",
     "outboxstore", "ackstore", "store", "outbox", "waiters", "stats", "lsps", "delivery", "receive",
     "rpcclient", "pyln_seam", "eventloop", "service", "events", "rpcmethod", "ackmethods", "lspsmethods",
     "methods", "shell",
