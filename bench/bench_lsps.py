@@ -37,9 +37,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from custommsg import errors
-from custommsg.blip50 import Request, Response
-from custommsg.rpcclient import LightningdError
+from custommsg.core.blip50 import Request, Response
+
+from custommsg.core import errors
+from custommsg.node.rpcclient import LightningdError
 
 from .conftest import (
     PLUGIN_UNDER_TEST,

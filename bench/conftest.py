@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from custommsg.rpcclient import PersistentRpc
+from custommsg.node.rpcclient import PersistentRpc
 from tests.integration.conftest import PLUGIN, SKIP_REASON  # noqa: F401  (sets PATH up)
 
 BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"

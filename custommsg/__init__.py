@@ -1,39 +1,25 @@
 """custommsg: safe, durable custom peer messages for Core Lightning.
 
-The layers, top to bottom; a module imports only from layers below its own
-(``tests/unit/test_layers.py`` checks it)::
+One folder per capability; imports point down this list, never up
+(``tests/unit/test_folders.py`` checks it)::
 
-    shell        wiring: options, hooks, subscriptions, the method table
-    methods      the RPC surface: one function per custommsg-* method, and the method table
-    lspsmethods  the RPC surface of bLIP-50: lsps-call, lsps-respond
-    ackmethods   the RPC surface of acknowledged delivery: send ack=true, outbox-wait, peers
-    rpcmethod    a method function as pyln registers it: errors answered with their codes
-    events       what lightningd pushes: the two hooks, connect/disconnect/shutdown
-    service      running state; the send path; outbox delivery
-    eventloop    the main loop, the sender and timer threads (who owns what), connected peers
-    pyln_seam    every private part of pyln-client used, and a check that each is there
-    rpcclient    JSON-RPC connections to lightningd; what its errors mean
-    --------------------------------------------------- the pure core: no pyln I/O
-    receive      the receive pipeline (type, rate limit, bLIP-50 check, envelopes, store, notify, wake)
-    delivery     acknowledged delivery running: hellos, acks, who speaks it, what is in flight
-    lsps         JSON-RPC over custom messages: our calls to peers, our answers to theirs
-    stats        counters: this session and in total
-    waiters      parked waits and requests
-    outbox       the outbox's state machine
-    store        SQLite: transactions and queries
-    ackstore     acknowledged delivery's queries: streams, seqs, acks, the receiver's last per stream
-    outboxstore  the outbox's queries
-    ack          acknowledged delivery: its wire format and the sender's and receiver's rules
-    lspscalls    bLIP-50 bookkeeping: our calls awaiting answers, muted peers
-    blip50       bLIP-50 (LSPS0) framing, ids, sanitising
-    guard        the verdict on native sendcustommsg calls
-    options      the plugin's options: read and checked once, at init
-    validate     every rule that accepts or refuses what a caller sends
-    policy       which types are kept, per-peer rate limits
-    schema       tables, migrations, statuses, row shapes
-    wire         BOLT #1 framing
-    strictjson   JSON as lightningd reads it: the one reader for peers' values, the one writer
-    errors       codes and the exception tree
+    node/     everything that touches pyln and lightningd: the event loop and its threads
+              (who owns what), the RPC client, the pyln seam, the runtime init builds in
+              one step, the hooks, and the wiring that registers every method
+    send/     custommsg-send (now, queued, or acknowledged) and custommsg-request
+    acked/    acknowledged delivery between two custommsg nodes: hellos, envelopes and acks
+              running, custommsg-peers
+    lsps/     JSON-RPC over custom messages (bLIP-50): our calls, our answers, lsps-call/-respond
+    outbox/   the outbox: its queue per peer, drained in order; custommsg-outbox, -cancel, -outbox-wait
+    inbox/    keeping what peers send: rate limit, store, notify, wake; counters;
+              custommsg-list, -wait, -delete, -stats
+    store/    the database: one connection and transaction, migrations, a query part per
+              feature, and everything specific to SQLite in one module
+    core/     sans I/O: BOLT #1 framing, the bLIP-50 and acknowledged-delivery wire formats,
+              strict JSON, every rule on input, options, errors, records, and the one way an
+              asynchronous call finishes
+
+A feature's RPC methods are in its own ``methods.py``; ``node/plugin.py`` lists them all.
 """
 
 __version__ = "0.1.0"

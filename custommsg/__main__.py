@@ -15,7 +15,7 @@ def main() -> None:
     # the request unreadable instead of refused.
     if hasattr(sys, "set_int_max_str_digits"):  # Python 3.10.7 and later
         sys.set_int_max_str_digits(0)
-    from .shell import build_plugin
+    from .node.plugin import build_plugin
 
     build_plugin().run()
 

@@ -10,7 +10,7 @@ import pytest
 from pyln.client import RpcError
 from pyln.testing.utils import wait_for
 
-from custommsg import errors
+from custommsg.core import errors
 
 from .conftest import PLUGIN, TEST_PLUGINS
 

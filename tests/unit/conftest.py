@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from custommsg.store import Store
+from custommsg.store.database import Store
 
 
 @pytest.fixture

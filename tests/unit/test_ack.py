@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.ack import (
+from custommsg.acked.rules import InFlight, PeerSupport
+from custommsg.core import errors
+from custommsg.core.blip50 import LSPS0_MESSAGE_TYPE
+from custommsg.core.envelope import (
     ACK,
     ACK_TYPES,
     ENVELOPE,
@@ -26,8 +28,6 @@ from custommsg.ack import (
     Envelope,
     Hello,
     MalformedAck,
-    PeerSupport,
-    Retransmitter,
     answer,
     parse,
     parse_ack,
@@ -35,9 +35,8 @@ from custommsg.ack import (
     parse_hello,
     receive_decision,
 )
-from custommsg.blip50 import LSPS0_MESSAGE_TYPE
-from custommsg.errors import CustomMsgError, ValidationError
-from custommsg.wire import COMMANDO_TYPES, CUSTOM_RANGE, INTERNAL_TYPES, MAX_MESSAGE_LEN, Message, parse_message
+from custommsg.core.errors import CustomMsgError, ValidationError
+from custommsg.core.wire import COMMANDO_TYPES, CUSTOM_RANGE, INTERNAL_TYPES, MAX_MESSAGE_LEN, Message, parse_message
 
 from .helpers import A, B, C, Clock
 
@@ -284,7 +283,7 @@ class Sender:
         self.restart()
 
     def restart(self) -> None:  # what is in memory is lost; the database stays
-        self.retransmitter, self.support = Retransmitter(), PeerSupport()
+        self.in_flight, self.support = InFlight(), PeerSupport()
 
     def connect(self, now: float) -> list[bytes]:
         """Connected, and the peer's hello came (BOLT 8 loses nothing within one connection)."""
@@ -296,7 +295,7 @@ class Sender:
 
     def disconnect(self) -> None:
         self.support.disconnected(A)
-        self.retransmitter.reset(A)
+        self.in_flight.reset(A)
 
     def send(self, inner: Message, now: float) -> list[bytes]:
         seq = len(self.entries) + 1
@@ -308,18 +307,18 @@ class Sender:
             return []
         pending = sorted(set(self.entries) - self.delivered) if seqs is None else seqs
         for seq in pending:
-            self.retransmitter.sent(A, seq, now)
+            self.in_flight.sent(A, seq, now)
         return [Envelope(self.stream, seq, self.entries[seq]).serialize() for seq in pending]
 
     def on_ack(self, raw: bytes) -> list[int]:
         ack = parse(raw)
         assert isinstance(ack, Ack)
-        done = self.retransmitter.acked(A, ack.seq) if ack.stream == self.stream else []
+        done = self.in_flight.acked(A, ack.seq) if ack.stream == self.stream else []
         self.delivered.update(done)
         return done
 
     def tick(self, now: float) -> list[bytes]:
-        return self.transmit(now) if self.retransmitter.due(A, now) else []
+        return self.transmit(now) if self.in_flight.due(A, now) else []
 
 
 def _msg(n: int) -> Message:
@@ -481,21 +480,21 @@ def test_due_unsupported_names_each_peer_sorted() -> None:
     assert [support.status(p, clock.now + 5) for p in (A, B, C)] == ["no", "yes", "no"]
 
 
-# -- Retransmitter ---------------------------------------------------------------------
+# -- InFlight -------------------------------------------------------------------------
 
 
 def test_due_after_retransmit_after_without_an_ack() -> None:
-    clock, retransmitter = Clock(), Retransmitter()
-    assert not retransmitter.due(A, clock.now) and retransmitter.highest_sent(A) == 0
-    retransmitter.sent(A, 1, clock.now)
-    assert not retransmitter.due(A, clock.now + RETRANSMIT_AFTER - 0.1)
-    assert retransmitter.due(A, clock.now + RETRANSMIT_AFTER)
-    assert not retransmitter.due(B, clock.now + RETRANSMIT_AFTER)  # per peer
+    clock, in_flight = Clock(), InFlight()
+    assert not in_flight.due(A, clock.now) and in_flight.highest_sent(A) == 0
+    in_flight.sent(A, 1, clock.now)
+    assert not in_flight.due(A, clock.now + RETRANSMIT_AFTER - 0.1)
+    assert in_flight.due(A, clock.now + RETRANSMIT_AFTER)
+    assert not in_flight.due(B, clock.now + RETRANSMIT_AFTER)  # per peer
     clock.advance(RETRANSMIT_AFTER)
-    retransmitter.sent(A, 1, clock.now)  # sent again: the wait starts over
-    assert not retransmitter.due(A, clock.now + RETRANSMIT_AFTER - 0.1)
-    assert retransmitter.acked(A, 1) == [1]
-    assert not retransmitter.due(A, clock.now + 100 * RETRANSMIT_AFTER)
+    in_flight.sent(A, 1, clock.now)  # sent again: the wait starts over
+    assert not in_flight.due(A, clock.now + RETRANSMIT_AFTER - 0.1)
+    assert in_flight.acked(A, 1) == [1]
+    assert not in_flight.due(A, clock.now + 100 * RETRANSMIT_AFTER)
 
 
 # (id, acks received in turn, what each delivers), after seqs 1..5 were sent
@@ -511,20 +510,20 @@ ACKED: list[tuple[str, list[int], list[list[int]]]] = [
 
 @pytest.mark.parametrize(("acks", "delivered"), [c[1:] for c in ACKED], ids=[c[0] for c in ACKED])
 def test_acked(acks: list[int], delivered: list[list[int]]) -> None:
-    retransmitter = Retransmitter()
+    in_flight = InFlight()
     for seq in (1, 2, 3, 4, 5):
-        retransmitter.sent(A, seq, 0.0)
-    assert [retransmitter.acked(A, seq) for seq in acks] == delivered
-    assert retransmitter.acked(B, 5) == []  # another peer's ack delivers nothing here
-    assert retransmitter.highest_sent(A) == 5
-    assert retransmitter.due(A, RETRANSMIT_AFTER) == (sum(map(len, delivered)) < 5)
+        in_flight.sent(A, seq, 0.0)
+    assert [in_flight.acked(A, seq) for seq in acks] == delivered
+    assert in_flight.acked(B, 5) == []  # another peer's ack delivers nothing here
+    assert in_flight.highest_sent(A) == 5
+    assert in_flight.due(A, RETRANSMIT_AFTER) == (sum(map(len, delivered)) < 5)
 
 
 def test_reset_forgets_the_peer() -> None:
-    retransmitter = Retransmitter()
+    in_flight = InFlight()
     for peer, seq in ((A, 1), (A, 2), (B, 7)):
-        retransmitter.sent(peer, seq, 0.0)
-    retransmitter.reset(A)
-    assert retransmitter.highest_sent(A) == 0 and not retransmitter.due(A, RETRANSMIT_AFTER)
-    assert retransmitter.acked(A, 2) == []  # a late ack of the old connection: ignored
-    assert retransmitter.highest_sent(B) == 7 and retransmitter.due(B, RETRANSMIT_AFTER)
+        in_flight.sent(peer, seq, 0.0)
+    in_flight.reset(A)
+    assert in_flight.highest_sent(A) == 0 and not in_flight.due(A, RETRANSMIT_AFTER)
+    assert in_flight.acked(A, 2) == []  # a late ack of the old connection: ignored
+    assert in_flight.highest_sent(B) == 7 and in_flight.due(B, RETRANSMIT_AFTER)

@@ -13,27 +13,30 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.ack import Ack, Decision, Envelope, Hello, parse
-from custommsg.delivery import AckedDelivery
-from custommsg.errors import CustomMsgError, PeerError, StorageError
-from custommsg.outbox import Outbox
-from custommsg.schema import (
+from custommsg.acked.delivery import AckedDelivery
+from custommsg.core import errors
+from custommsg.core.completion import Waiter, WaiterRegistry
+from custommsg.core.envelope import Ack, Decision, Envelope, Hello, parse
+from custommsg.core.errors import CustomMsgError, PeerError, StorageError
+from custommsg.core.policy import PeerRateLimiter
+from custommsg.core.records import (
     CANCELLED,
     DELIVERED,
     EXPIRED,
     FAILED,
-    MIGRATIONS,
     QUEUED,
     SENDING,
     SENT,
     OutboxEntry,
 )
-from custommsg.store import Store
-from custommsg.waiters import Waiter, WaiterRegistry
-from custommsg.wire import Message
+from custommsg.core.wire import Message
+from custommsg.inbox.counters import Counters
+from custommsg.inbox.receiver import Receiver
+from custommsg.outbox.machine import Outbox, envelope_of
+from custommsg.store.database import Store
+from custommsg.store.migrations import MIGRATIONS
 
-from .helpers import A, B, Clock
+from .helpers import A, B, Clock, handed_over
 
 
 class Recorder:
@@ -43,10 +46,10 @@ class Recorder:
         self.calls: list[tuple[str, bytes]] = []
         self.fail: CustomMsgError | None = None
 
-    def __call__(self, peer_id: str, payload: bytes) -> None:
+    def __call__(self, peer_id: str, item: OutboxEntry | Envelope | bytes) -> None:
         if self.fail is not None:
             raise self.fail
-        self.calls.append((peer_id, payload))
+        self.calls.append((peer_id, handed_over(item)))
 
     def envelopes(self) -> list[Envelope]:
         """The envelopes among the calls (plain entries go as they are)."""
@@ -73,7 +76,7 @@ def msg(n: int) -> Message:
 
 
 def statuses(store: Store, peer: str | None = None) -> list[str]:
-    return [e.status for e in store.list_outbox(peer)]
+    return [e.status for e in store.outbox.list_outbox(peer)]
 
 
 def hand_over(outbox: Outbox, peer: str, *numbers: int) -> Recorder:
@@ -100,7 +103,7 @@ def test_migration_from_version_3_keeps_the_outbox(db_path: str) -> None:
     db.close()
     # when it is opened; then the entry is a plain one, and the new tables are there
     store = Store(db_path)
-    (entry,) = store.list_outbox()
+    (entry,) = store.outbox.list_outbox()
     assert (entry.status, entry.ack, entry.stream, entry.seq, entry.delivered_at) == (SENT, False, None, None, None)
     assert "ack" not in entry.to_json() and "seq" not in entry.to_json()
     store.close()
@@ -118,7 +121,7 @@ def test_seq_at_first_hand_off_per_peer_and_persistent(outbox: Outbox, store: St
     # given acknowledged entries to A and B, interleaved; when each peer's outbox is delivered
     for n, peer in enumerate([A, B, A, A]):
         outbox.enqueue(peer, msg(n), ack=True)
-    assert store.list_outbox()[0].seq is None
+    assert store.outbox.list_outbox()[0].seq is None
     to_a, to_b = Recorder(), Recorder()
     outbox.deliver(A, to_a, ready)
     outbox.deliver(B, to_b, ready)
@@ -128,7 +131,7 @@ def test_seq_at_first_hand_off_per_peer_and_persistent(outbox: Outbox, store: St
     assert [(e.seq, e.inner) for e in sent_b] == [(1, msg(1))]
     assert sent_a[0].stream == sent_a[2].stream != sent_b[0].stream
     assert to_a.calls[0][1] == Envelope(sent_a[0].stream, 1, msg(0)).serialize()
-    entry = store.outbox_entry(1)
+    entry = store.outbox.outbox_entry(1)
     assert entry is not None and (entry.status, entry.ack, entry.stream, entry.seq) == (SENT, True, sent_a[0].stream, 1)
     assert entry.to_json()["ack"] is True and entry.to_json()["seq"] == 1
     # and after a reopen the stream goes on
@@ -146,7 +149,7 @@ def test_not_ready_holds_the_entry_and_those_behind_it(outbox: Outbox, store: St
     send = Recorder()
     report = outbox.deliver(A, send)  # no hello yet
     assert report.held and send.calls == [] and statuses(store) == [QUEUED, QUEUED]
-    assert store.list_outbox()[0].seq is None
+    assert store.outbox.list_outbox()[0].seq is None
 
 
 def test_ack_delivers_cumulatively(outbox: Outbox, store: Store, clock: Clock) -> None:
@@ -155,34 +158,33 @@ def test_ack_delivers_cumulatively(outbox: Outbox, store: Store, clock: Clock) -
     stream = hand_over(outbox, A, 1, 2, 3).envelopes()[0].stream
     assert settled == []  # sent is not where an acknowledged entry stops
     clock.advance(2)
-    assert store.ack_delivered(A, stream ^ 1, 3, clock()) is None  # a stream we never sent: ignored
-    assert store.ack_delivered(A, stream, 4, clock()) is None  # beyond the highest seq sent: ignored
-    assert store.ack_delivered(A, stream, 2**64 - 1, clock()) is None
+    assert store.acked.ack_delivered(A, stream ^ 1, 3, clock()) is None  # a stream we never sent: ignored
+    assert store.acked.ack_delivered(A, stream, 4, clock()) is None  # beyond the highest seq sent: ignored
+    assert store.acked.ack_delivered(A, stream, 2**64 - 1, clock()) is None
     assert statuses(store) == [SENT] * 3
-    delivered = store.ack_delivered(A, stream, 2, clock())
+    delivered = store.acked.ack_delivered(A, stream, 2, clock())
     assert delivered is not None and [e.id for e in delivered] == [1, 2]
     assert all(e.status == DELIVERED and e.delivered_at == 1002.0 and e.reason is None for e in delivered)
     assert delivered[0].to_json()["delivered_at"] == 1002.0
-    assert store.ack_delivered(A, stream, 2, clock()) == []  # again: nothing more
-    assert store.ack_delivered(B, stream, 3, clock()) is None  # the same stream id from another peer
-    assert [e.id for e in store.ack_delivered(A, stream, 3, clock()) or []] == [3]
+    assert store.acked.ack_delivered(A, stream, 2, clock()) == []  # again: nothing more
+    assert store.acked.ack_delivered(B, stream, 3, clock()) is None  # the same stream id from another peer
+    assert [e.id for e in store.acked.ack_delivered(A, stream, 3, clock()) or []] == [3]
     assert statuses(store) == [DELIVERED] * 3
-    assert all(e.settled for e in store.list_outbox())
+    assert all(e.settled for e in store.outbox.list_outbox())
 
 
 def test_an_ack_during_the_hand_off_delivers_it(outbox: Outbox, store: Store) -> None:
     outbox.enqueue(A, msg(1), ack=True)
     send = Recorder()
 
-    def ack_meanwhile(peer_id: str, payload: bytes) -> None:
-        envelope = parse(payload)
-        assert isinstance(envelope, Envelope)
-        assert store.ack_delivered(A, envelope.stream, envelope.seq, 1.0) is not None  # in sending
-        send(peer_id, payload)
+    def ack_meanwhile(peer_id: str, entry: OutboxEntry) -> None:
+        envelope = envelope_of(entry)
+        assert store.acked.ack_delivered(A, envelope.stream, envelope.seq, 1.0) is not None  # in sending
+        send(peer_id, entry)
 
     report = outbox.deliver(A, ack_meanwhile, ready)
     assert report.sent == [] and statuses(store) == [DELIVERED]
-    entry = store.outbox_entry(1)
+    entry = store.outbox.outbox_entry(1)
     assert entry is not None and entry.sent_at == 1.0
 
 
@@ -195,7 +197,8 @@ def test_cancel_only_before_the_first_hand_off(outbox: Outbox, store: Store) -> 
         outbox.cancel(2)
     assert caught.value.code == errors.OUTBOX_NOT_QUEUED and caught.value.data == {"id": 2, "status": SENT}
     # queued again with its seq (the plugin died while handing it over): still not cancellable
-    store.transition(2, SENDING, 5.0, from_status=SENT)
+    with store.transaction() as db:  # as a crash mid-hand-off leaves it: the machine has no sent -> sending
+        db.execute("UPDATE outbox SET status = ? WHERE id = 2", (SENDING,))
     assert outbox.recover() == 1 and statuses(store) == [CANCELLED, QUEUED]
     with pytest.raises(CustomMsgError):
         outbox.cancel(2)
@@ -204,7 +207,7 @@ def test_cancel_only_before_the_first_hand_off(outbox: Outbox, store: Store) -> 
 def test_recovered_entry_keeps_its_seq(outbox: Outbox, store: Store) -> None:
     outbox.enqueue(A, msg(1), ack=True)
     outbox.enqueue(A, msg(2), ack=True)
-    moving, held = store.ack_start(1, 1.0)  # the plugin dies during this hand-off
+    moving, held = store.acked.ack_start(1, 1.0)  # the plugin dies during this hand-off
     assert moving is not None and not held and moving.seq == 1
     assert outbox.recover() == 1
     sent = hand_over(outbox, A).envelopes()
@@ -220,9 +223,9 @@ def test_pending_acknowledged_entries_count_against_the_bound(outbox: Outbox) ->
 
 def test_unacknowledged_lists_what_to_send_again(outbox: Outbox, store: Store) -> None:
     stream = hand_over(outbox, A, 1, 2, 3).envelopes()[0].stream
-    store.ack_delivered(A, stream, 1, 1.0)
-    assert [e.seq for e in store.unacknowledged(A)] == [2, 3] and store.unacknowledged(B) == []
-    assert store.ack_counts() == {A: {"queued": 0, "unacknowledged": 2}}
+    store.acked.ack_delivered(A, stream, 1, 1.0)
+    assert [e.seq for e in store.acked.unacknowledged(A)] == [2, 3] and store.acked.unacknowledged(B) == []
+    assert store.acked.ack_counts() == {A: {"queued": 0, "unacknowledged": 2}}
 
 
 # -- giving up: ttl, a peer without the protocol ---------------------------------------------------
@@ -243,13 +246,13 @@ def test_ttl_of_a_sent_entry_breaks_its_stream(outbox: Outbox, store: Store, clo
     expired = outbox.expire_due()
     assert [(e.id, e.status) for e in expired] == [(2, EXPIRED), (3, FAILED)]
     assert [e.id for e in settled] == [2, 3]
-    assert "outbox entry 2" in (store.outbox_entry(3) or expired[0]).reason  # type: ignore[operator]
+    assert "outbox entry 2" in (store.outbox.outbox_entry(3) or expired[0]).reason  # type: ignore[operator]
     # and a new entry waits while 1 waits for its ack: the peer must store 1 before it
     outbox.enqueue(A, msg(4), ack=True)
     report = outbox.deliver(A, Recorder(), ready)
     assert report.held and statuses(store) == [SENT, EXPIRED, FAILED, QUEUED]
     # once 1 is acknowledged, 4 goes in a new stream, from seq 1
-    store.ack_delivered(A, stream, 1, clock())
+    store.acked.ack_delivered(A, stream, 1, clock())
     new = hand_over(outbox, A).envelopes()
     assert [(e.seq, e.inner) for e in new] == [(1, msg(4))] and new[0].stream != stream
     assert statuses(store) == [DELIVERED, EXPIRED, FAILED, SENT]
@@ -265,7 +268,7 @@ def test_a_queued_entry_without_seq_expires_alone(outbox: Outbox, store: Store, 
 
 def test_peer_without_the_protocol_fails_every_pending_entry(outbox: Outbox, store: Store) -> None:
     stream = hand_over(outbox, A, 1, 2).envelopes()[0].stream
-    store.ack_delivered(A, stream, 1, 1.0)
+    store.acked.ack_delivered(A, stream, 1, 1.0)
     outbox.enqueue(A, msg(3), ack=True)
     outbox.enqueue(A, msg(4))  # plain: untouched
     failed = outbox.fail_acknowledged(A, "does not speak it")
@@ -290,7 +293,7 @@ def test_disconnect_mid_hand_off_queues_it_again_with_its_seq(outbox: Outbox, st
     send = Recorder()
     send.fail = PeerError(errors.PEER_NOT_CONNECTED, "gone")
     assert outbox.deliver(A, send, ready).interrupted
-    entry = store.outbox_entry(1)
+    entry = store.outbox.outbox_entry(1)
     assert entry is not None and (entry.status, entry.seq) == (QUEUED, 1)
 
 
@@ -298,8 +301,8 @@ def test_disconnect_mid_hand_off_queues_it_again_with_its_seq(outbox: Outbox, st
 
 
 def receive(store: Store, peer: str, stream: int, seq: int, body: bytes) -> tuple[Decision | None, int, bool]:
-    gate = store.envelope_gate(peer, stream, seq)
-    stored = store.add_message(peer, b"\x80\x01" + body, 32769, 1.0, 100, gate=gate)
+    gate = store.acked.envelope_gate(peer, stream, seq)
+    stored = store.inbox.add_message(peer, b"\x80\x01" + body, 32769, 1.0, 100, gate=gate)
     return gate.decision, gate.last, stored is not None
 
 
@@ -314,7 +317,7 @@ def test_the_receivers_rule_with_last_in_the_database(store: Store, db_path: str
     reopened = Store(db_path)
     assert receive(reopened, A, 7, 1, b"a") == (Decision.DUPLICATE, 1, False)
     assert receive(reopened, A, 7, 2, b"b") == (Decision.STORE, 2, True)
-    assert [m.payload for m in reopened.list_messages(A)] == [b"\x80\x01a", b"\x80\x01x", b"\x80\x01b"]
+    assert [m.payload for m in reopened.inbox.list_messages(A)] == [b"\x80\x01a", b"\x80\x01x", b"\x80\x01b"]
     reopened.close()
 
 
@@ -328,7 +331,7 @@ def test_last_moves_only_with_the_stored_message(store: Store, db_path: str) -> 
     other.execute("DROP TRIGGER fail_insert")
     other.close()
     assert receive(store, A, 7, 1, b"a") == (Decision.STORE, 1, True)
-    assert store.inbox_count == 1
+    assert store.inbox.count == 1
 
 
 # -- delivery.py: hellos, acks, timeouts in memory ----------------------------------------------
@@ -341,11 +344,17 @@ class Wiring:
         self.posted: list[tuple[str, Any]] = []
         self.scheduled: list[tuple[str, bool, bool]] = []
         self.delivered: list[OutboxEntry] = []
+        counters = Counters(store)
+        receiver = Receiver(store, counters, PeerRateLimiter(100, 1000), WaiterRegistry(), 100,
+                            notify=lambda entry: None, log=lambda *a, **k: None)
         self.acked = AckedDelivery(
-            store, outbox, lambda p, m: self.posted.append((p, parse(m.serialize()))),
-            lambda p, r, f: self.scheduled.append((p, r, f)), self.delivered.append, lambda *a, **k: None,
+            store, outbox, receiver, lambda p, m: self.posted.append((p, parse(m.serialize()))), self.schedule,
+            self.delivered.append, lambda *a, **k: None,
             hello_timeout=30, retransmit_after=10, clock=clock, wall=clock,
         )
+
+    def schedule(self, peer_id: str, *, resend_unacknowledged: bool, even_if_busy: bool) -> None:
+        self.scheduled.append((peer_id, resend_unacknowledged, even_if_busy))
 
 
 def test_hellos_and_what_they_start(store: Store, outbox: Outbox, clock: Clock) -> None:
@@ -432,9 +441,9 @@ def test_retransmit_and_ack(store: Store, outbox: Outbox, clock: Clock) -> None:
         outbox.enqueue(A, msg(n), ack=True)
     first = Recorder()
 
-    def send(peer_id: str, payload: bytes) -> None:
-        w.acked.sending(peer_id, payload)
-        first(peer_id, payload)
+    def send(peer_id: str, entry: OutboxEntry) -> None:
+        w.acked.sending(peer_id, envelope_of(entry))
+        first(peer_id, entry)
 
     outbox.deliver(A, send, w.acked.ready)
     clock.advance(9)
@@ -444,7 +453,7 @@ def test_retransmit_and_ack(store: Store, outbox: Outbox, clock: Clock) -> None:
     w.acked.sweep()
     assert w.scheduled[-1] == (A, True, False)
     again = Recorder()
-    assert w.acked.retransmit(A, again)
+    assert w.acked.resend(A, again)
     assert again.calls == first.calls
     stream = first.envelopes()[0].stream
     w.acked.on_ack(A, Ack(stream, 2))

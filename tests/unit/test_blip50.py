@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.blip50 import (
+from custommsg.core import errors
+from custommsg.core.blip50 import (
     LSPS0_MESSAGE_TYPE,
     MAX_BODY_LEN,
     PARSE_ERROR,
@@ -29,9 +29,10 @@ from custommsg.blip50 import (
     parse_frame,
     sanitize,
 )
-from custommsg.errors import CustomMsgError, TransientError, ValidationError
-from custommsg.lspscalls import MutedPeers, Outcome, PendingCalls
-from custommsg.wire import CUSTOM_RANGE, MAX_MESSAGE_LEN, Message, parse_message
+from custommsg.core.completion import WaiterRegistry
+from custommsg.core.errors import CustomMsgError, TransientError, ValidationError
+from custommsg.core.wire import CUSTOM_RANGE, MAX_MESSAGE_LEN, Message, parse_message
+from custommsg.lsps.calls import MutedPeers, Outcome, PendingCalls
 
 from .helpers import A, B
 
@@ -600,9 +601,8 @@ def test_fail_peer_fails_only_that_peers_calls() -> None:
 
 def test_a_raising_callback_does_not_stop_the_others() -> None:
     # given three calls to A whose first callback raises
-    pending, seen = PendingCalls(), Outcomes()
     reported: list[str] = []
-    pending.on_callback_error = reported.append
+    pending, seen = PendingCalls(WaiterRegistry(on_callback_error=reported.append)), Outcomes()
 
     def boom(outcome: Outcome) -> None:
         raise RuntimeError("callback bug")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.guard import check_native_call
+from custommsg.core import errors
+from custommsg.core.guard import check_native_call
 
 PEER = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 _MISSING = object()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from custommsg.methods import METHODS
+from custommsg.node.plugin import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "schema2man.py"

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.errors import ValidationError
-from custommsg.options import Config, parse_options
-from custommsg.policy import TypeSelection
+from custommsg.core import errors
+from custommsg.core.errors import ValidationError
+from custommsg.core.options import Config, parse_options
+from custommsg.core.policy import TypeSelection
 
 # What lightningd hands over in init when the operator set nothing (the defaults shell.OPTIONS
 # registers; lightningd sends an int option as a JSON number, a string one as a string).

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from custommsg import errors
-from custommsg.errors import CustomMsgError, PeerError, TransientError
-from custommsg.outbox import Outbox
-from custommsg.schema import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Page
-from custommsg.store import Store
-from custommsg.wire import Message
+from custommsg.core import errors
+from custommsg.core.errors import CustomMsgError, PeerError, TransientError
+from custommsg.core.records import CANCELLED, EXPIRED, FAILED, QUEUED, SENT, OutboxEntry, Page
+from custommsg.core.wire import Message
+from custommsg.outbox.machine import Outbox
+from custommsg.store.database import Store
 
-from .helpers import A, B, Clock
+from .helpers import A, B, Clock, handed_over
 
 
 class Recorder:
@@ -30,7 +30,8 @@ class Recorder:
         self.fail = fail or {}
         self.before: Callable[[bytes], None] | None = None
 
-    def __call__(self, peer_id: str, payload: bytes) -> None:
+    def __call__(self, peer_id: str, item: OutboxEntry | bytes) -> None:
+        payload = handed_over(item)
         self.calls.append((peer_id, payload))
         if self.before is not None:
             self.before(payload)
@@ -61,7 +62,7 @@ def msg(n: int) -> Message:
 
 
 def statuses(store: Store) -> dict[int, str]:
-    return {e.id: e.status for e in store.list_outbox()}
+    return {e.id: e.status for e in store.outbox.list_outbox()}
 
 
 # -- enqueue ---------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def statuses(store: Store) -> dict[int, str]:
 def test_enqueue_makes_a_queued_entry(outbox: Outbox, store: Store) -> None:
     entry = outbox.enqueue(A, Message(32769, b"hi"), ttl=30)
     assert entry == OutboxEntry(1, A, 32769, b"\x80\x01hi", QUEUED, None, 1000.0, 1000.0, None, 1030.0, None)
-    assert store.outbox_entry(1) == entry
+    assert store.outbox.outbox_entry(1) == entry
     assert entry.to_json() == {
         "id": 1, "created_index": 1, "peer_id": A, "type": 32769, "length": 4, "status": "queued",
         "created_at": 1000.0, "updated_at": 1000.0, "expires_at": 1030.0,
@@ -94,7 +95,7 @@ def test_per_peer_bound(outbox: Outbox, store: Store) -> None:
     assert caught.value.code == errors.OUTBOX_FULL
     assert caught.value.data == {"peer_id": A, "max": 5}
     assert outbox.enqueue(B, msg(9)).status == QUEUED
-    assert len(store.list_outbox(A)) == 5
+    assert len(store.outbox.list_outbox(A)) == 5
     # when one of A's leaves the queue; then there is room again
     outbox.cancel(1)
     assert outbox.enqueue(A, msg(5)).id == 7
@@ -177,7 +178,7 @@ def test_send_failed_marks_failed_and_delivery_continues(outbox: Outbox, store: 
     assert report.failed[0].sent_at is None
     assert report.interrupted is False
     assert statuses(store) == {1: SENT, 2: FAILED, 3: SENT}
-    assert store.outbox_entry(2).to_json()["reason"] == "sendcustommsg failed: something"
+    assert store.outbox.outbox_entry(2).to_json()["reason"] == "sendcustommsg failed: something"
 
 
 def test_internal_type_refusal_is_a_failure_too(outbox: Outbox, store: Store) -> None:
@@ -242,7 +243,7 @@ def test_cancel_queued(outbox: Outbox, store: Store, clock: Clock) -> None:
     assert (cancelled.status, cancelled.reason, cancelled.updated_at, cancelled.updated_index) == (
         CANCELLED, None, 1002.0, 1
     )
-    assert store.outbox_entry(1) == cancelled
+    assert store.outbox.outbox_entry(1) == cancelled
     # a cancelled entry is never sent
     send = Recorder()
     assert outbox.deliver(A, send).sent == [] and send.calls == []
@@ -318,7 +319,7 @@ def test_entry_cancelled_during_delivery_is_not_sent(outbox: Outbox, store: Stor
     # then a message the user was told is cancelled was not sent, and a sent one is recorded as sent
     was_sent = (A, b"\x80\x01\x01") in send.calls
     assert not (race.cancelled() and was_sent)
-    assert store.outbox_entry(2).status == (SENT if was_sent else CANCELLED)
+    assert store.outbox.outbox_entry(2).status == (SENT if was_sent else CANCELLED)
 
 
 def test_entry_cancelled_during_its_own_hand_off_is_not_reported_cancelled(outbox: Outbox, store: Store) -> None:
@@ -331,7 +332,7 @@ def test_entry_cancelled_during_its_own_hand_off_is_not_reported_cancelled(outbo
     # then the cancel is refused (it is being sent), and the entry ends as sent
     assert send.calls == [(A, b"\x80\x01\x00")]
     assert not race.cancelled()
-    assert store.outbox_entry(1).status == SENT
+    assert store.outbox.outbox_entry(1).status == SENT
     assert [e.id for e in report.sent] == [1]
 
 
@@ -352,8 +353,8 @@ def test_updated_index_has_no_gaps(outbox: Outbox, store: Store, clock: Clock) -
     clock.advance(100)
     assert outbox.expire_due() == []  # 4 was sent before its ttl
     outbox.cancel(5)  # 8
-    assert {e.id: e.updated_index for e in store.list_outbox()} == {1: 3, 2: 5, 3: 1, 4: 7, 5: 8}
-    assert [e.id for e in store.list_outbox(page=Page("updated", 0, None))] == [3, 1, 2, 4, 5]
+    assert {e.id: e.updated_index for e in store.outbox.list_outbox()} == {1: 3, 2: 5, 3: 1, 4: 7, 5: 8}
+    assert [e.id for e in store.outbox.list_outbox(page=Page("updated", 0, None))] == [3, 1, 2, 4, 5]
 
 
 def test_first_transition_ever_refused_leaves_no_gap(outbox: Outbox, store: Store) -> None:
@@ -393,7 +394,7 @@ LISTINGS = [
 )
 def test_list_outbox(outbox: Outbox, store: Store, peer: str | None, status: str | None, page: Page, expected) -> None:
     _five_moved(outbox)
-    assert [e.id for e in store.list_outbox(peer, status, page)] == expected
+    assert [e.id for e in store.outbox.list_outbox(peer, status, page)] == expected
 
 
 def test_outbox_survives_reopening(tmp_path: Path, clock: Clock) -> None:
@@ -404,7 +405,7 @@ def test_outbox_survives_reopening(tmp_path: Path, clock: Clock) -> None:
     first.close()
     second = Store(path)
     outbox = Outbox(second, 5, clock)
-    assert sorted(second.peers_with_queued()) == sorted([A, B])
+    assert sorted(second.outbox.peers_with_queued()) == sorted([A, B])
     send = Recorder()
     outbox.deliver(A, send)
     assert send.calls == [(A, b"\x80\x01\x01")]

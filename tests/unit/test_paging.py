@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.errors import CustomMsgError
-from custommsg.schema import Page
-from custommsg.validate import U32_MAX, U64_MAX, parse_page
+from custommsg.core import errors
+from custommsg.core.errors import CustomMsgError
+from custommsg.core.records import Page
+from custommsg.core.validate import U32_MAX, U64_MAX, parse_page
 
 BOTH = ("created", "updated")
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.errors import ValidationError
-from custommsg.options import parse_type_spec, parse_types
-from custommsg.policy import PeerRateLimiter, RateVerdict, TypeSelection
+from custommsg.core import errors
+from custommsg.core.errors import ValidationError
+from custommsg.core.options import parse_type_spec, parse_types
+from custommsg.core.policy import PeerRateLimiter, RateVerdict, TypeSelection
 
 from .helpers import A, B, C, Clock
 

@@ -12,8 +12,8 @@ import json.scanner
 import pytest
 from pyln.client import Plugin
 
-from custommsg.guard import EscapedStr, loads_marking_escapes
-from custommsg.pyln_seam import missing_seams
+from custommsg.core.guard import EscapedStr, loads_marking_escapes
+from custommsg.node.seam import missing_seams
 
 
 def test_every_pyln_seam_is_there() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from custommsg.methods import METHODS
+from custommsg.node.plugin import METHODS
 from tests.schema_check import schema_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from custommsg import errors
-from custommsg.methods import METHODS
-from custommsg.schema import DELIVERED, OUTBOX_STATUSES, SENDING, SENT, OutboxEntry, StoredMessage
-from custommsg.service import DELIVERED_TOPIC, STORED_TOPIC
-from custommsg.store import Store
+from custommsg.core import errors
+from custommsg.core.records import DELIVERED, OUTBOX_STATUSES, SENDING, SENT, OutboxEntry, StoredMessage
+from custommsg.node.plugin import METHODS
+from custommsg.node.runtime import DELIVERED_TOPIC, STORED_TOPIC
+from custommsg.store.database import Store
 from tests.schema_check import (
     ALL_FILES,
     METHOD_FILES,
@@ -507,7 +507,7 @@ def test_the_plugins_message_shape_validates(message: StoredMessage) -> None:
 
 
 def test_the_plugins_blip50_message_shape_validates() -> None:
-    from custommsg.schema import JsonRpcTag  # bLIP-50 messages carry kind, json, method, answered_at
+    from custommsg.core.records import JsonRpcTag  # bLIP-50 messages carry kind, json, method, answered_at
 
     request, response = b"\x94\x19" + LSPS_TEXT.encode(), b"\x94\x19" + LSPS_RESPONSE_TEXT.encode()
     asked = JsonRpcTag("request", "lsps0.list_protocols", "7a1c")
@@ -578,13 +578,13 @@ def test_the_plugins_delivered_shape_validates(store: Store) -> None:
     """custommsg_delivered carries OutboxEntry.to_json() of each entry an ack delivers (ackstore.ack_delivered):
     one acknowledged after it was sent, one (with a ttl) whose ack came during its hand-off."""
     payload = bytes.fromhex("8001aa")
-    store.enqueue(B, 32769, payload, 1.5, None, 10, ack=True)
-    store.enqueue(B, 32769, payload, 1.5, 61.5, 10, ack=True)
-    first, _ = store.ack_start(1, 2.5)
-    store.ack_start(2, 2.5)
-    store.transition(1, SENT, 3.5, from_status=SENDING)
+    store.outbox.enqueue(B, 32769, payload, 1.5, None, 10, ack=True)
+    store.outbox.enqueue(B, 32769, payload, 1.5, 61.5, 10, ack=True)
+    first, _ = store.acked.ack_start(1, 2.5)
+    store.acked.ack_start(2, 2.5)
+    store.outbox.transition(1, SENT, 3.5, from_status=SENDING)
     assert first is not None and first.stream is not None
-    delivered = store.ack_delivered(B, first.stream, 2, 4.5)
+    delivered = store.acked.ack_delivered(B, first.stream, 2, 4.5)
     assert delivered is not None and [e.status for e in delivered] == [DELIVERED, DELIVERED]
     for entry in delivered:
         assert problems("custommsg_delivered", "response", entry.to_json()) == [], entry

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from custommsg import errors
-from custommsg.errors import StorageError
-from custommsg.schema import MIGRATIONS, SCHEMA_VERSION, JsonRpcTag, Page, StoredMessage
-from custommsg.store import Store
+from custommsg.core import errors
+from custommsg.core.errors import StorageError
+from custommsg.core.records import JsonRpcTag, Page, StoredMessage
+from custommsg.store.database import Store
+from custommsg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 B = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
@@ -21,7 +22,7 @@ BIG = 1_000_000  # an inbox_max that never drops anything
 
 
 def add(store: Store, peer: str, payload: bytes, at: float = 1.0, inbox_max: int = BIG) -> StoredMessage:
-    message, dropped = store.add_message(peer, payload, int.from_bytes(payload[:2], "big"), at, inbox_max)
+    message, dropped = store.inbox.add_message(peer, payload, int.from_bytes(payload[:2], "big"), at, inbox_max)
     assert dropped == []
     return message
 
@@ -42,8 +43,8 @@ def test_add_message_assigns_increasing_1_based_indexes(store: Store) -> None:
     first = add(store, A, b"\x80\x01one", at=10.5)
     assert first == StoredMessage(1, A, 32769, b"\x80\x01one", 10.5)
     assert [add(store, B, b"\x80\x03", at=11.0).created_index, add(store, A, b"\x80\x01").created_index] == [2, 3]
-    assert store.inbox_count == 3
-    assert store.list_messages() == [
+    assert store.inbox.count == 3
+    assert store.inbox.list_messages() == [
         StoredMessage(1, A, 32769, b"\x80\x01one", 10.5),
         StoredMessage(2, B, 32771, b"\x80\x03", 11.0),
         StoredMessage(3, A, 32769, b"\x80\x01", 1.0),
@@ -88,15 +89,15 @@ LISTINGS: list[tuple[str, str | None, int | None, Page, list[int]]] = [
 def test_list_messages(store: Store, peer: str | None, msg_type: int | None, page: Page, expected: list[int]) -> None:
     for peer_id, payload in INBOX:
         add(store, peer_id, payload)
-    assert indexes(store.list_messages(peer, msg_type, page)) == expected
+    assert indexes(store.inbox.list_messages(peer, msg_type, page)) == expected
 
 
 def test_first_message(store: Store) -> None:
     for peer_id, payload in INBOX:
         add(store, peer_id, payload)
-    assert store.first_message(2, A) == StoredMessage(3, A, 32771, b"\x80\x03c", 1.0)
-    assert store.first_message(6, None, 40001) == StoredMessage(6, B, 40001, b"\x9c\x41f", 1.0)
-    assert store.first_message(7) is None
+    assert store.inbox.first_message(2, A) == StoredMessage(3, A, 32771, b"\x80\x03c", 1.0)
+    assert store.inbox.first_message(6, None, 40001) == StoredMessage(6, B, 40001, b"\x9c\x41f", 1.0)
+    assert store.inbox.first_message(7) is None
 
 
 # -- retention and deletion ---------------------------------------------------------
@@ -105,33 +106,33 @@ def test_first_message(store: Store) -> None:
 def test_retention_drops_the_oldest(store: Store) -> None:
     # given inbox_max=3 and a full inbox; when a 4th arrives; then the oldest goes and is reported
     for payload in (b"\x80\x01", b"\x80\x03", b"\x80\x05"):
-        assert store.add_message(A, payload, int.from_bytes(payload, "big"), 1.0, 3)[1] == []
-    stored, dropped = store.add_message(B, b"\x80\x07", 32775, 2.0, 3)
+        assert store.inbox.add_message(A, payload, int.from_bytes(payload, "big"), 1.0, 3)[1] == []
+    stored, dropped = store.inbox.add_message(B, b"\x80\x07", 32775, 2.0, 3)
     assert stored.created_index == 4
     assert dropped == [(A, 32769)]
-    assert indexes(store.list_messages()) == [2, 3, 4]
-    assert store.inbox_count == 3
-    assert store.counters() == {(A, 32769): Counter({"dropped_retention": 1})}
+    assert indexes(store.inbox.list_messages()) == [2, 3, 4]
+    assert store.inbox.count == 3
+    assert store.counters.totals() == {(A, 32769): Counter({"dropped_retention": 1})}
 
 
 def test_lowering_inbox_max_drops_every_extra_message_oldest_first(store: Store) -> None:
     for i in range(5):
         add(store, A if i % 2 == 0 else B, bytes([0x80, 2 * i + 1]))
-    stored, dropped = store.add_message(A, b"\x80\x0b", 32779, 1.0, 2)
+    stored, dropped = store.inbox.add_message(A, b"\x80\x0b", 32779, 1.0, 2)
     assert dropped == [(A, 32769), (B, 32771), (A, 32773), (B, 32775)]
-    assert indexes(store.list_messages()) == [5, 6]
-    assert store.inbox_count == 2
+    assert indexes(store.inbox.list_messages()) == [5, 6]
+    assert store.inbox.count == 2
 
 
 def test_created_index_is_never_reused(store: Store, db_path: str) -> None:
     # given messages 1-3; when 3 (the newest) is deleted; then the next one is 4, not 3 (AUTOINCREMENT)
     for _ in range(3):
         add(store, A, b"\x80\x01")
-    assert store.delete_messages(created_index=3) == 1
+    assert store.inbox.delete_messages(created_index=3) == 1
     assert add(store, A, b"\x80\x01").created_index == 4
-    assert store.delete_messages(up_to=4) == 3
-    assert store.list_messages() == []
-    assert store.last_index() == 4
+    assert store.inbox.delete_messages(up_to=4) == 3
+    assert store.inbox.list_messages() == []
+    assert store.inbox.last_index() == 4
     store.close()
     reopened = Store(db_path)
     assert add(reopened, A, b"\x80\x01").created_index == 5
@@ -155,18 +156,18 @@ def test_delete_messages(
 ) -> None:
     for _ in range(5):
         add(store, A, b"\x80\x01")
-    assert store.delete_messages(created_index, up_to) == deleted
-    assert indexes(store.list_messages()) == left
-    assert store.inbox_count == len(left)
+    assert store.inbox.delete_messages(created_index, up_to) == deleted
+    assert indexes(store.inbox.list_messages()) == left
+    assert store.inbox.count == len(left)
 
 
 def test_last_index(store: Store) -> None:
-    assert store.last_index() == 0
+    assert store.inbox.last_index() == 0
     add(store, A, b"\x80\x01")
     add(store, A, b"\x80\x01")
-    assert store.last_index() == 2
-    store.delete_messages(up_to=2)
-    assert store.last_index() == 2
+    assert store.inbox.last_index() == 2
+    store.inbox.delete_messages(up_to=2)
+    assert store.inbox.last_index() == 2
 
 
 # -- JSON -------------------------------------------------------------------------------
@@ -198,9 +199,9 @@ def test_committed_messages_survive_without_close(db_path: str) -> None:
     add(first, A, b"\x80\x01one", at=1.5)
     add(first, B, b"\x80\x03two", at=2.5)
     second = Store(db_path)
-    assert second.list_messages() == first.list_messages()
-    assert second.inbox_count == 2
-    assert second.last_index() == 2
+    assert second.inbox.list_messages() == first.inbox.list_messages()
+    assert second.inbox.count == 2
+    assert second.inbox.last_index() == 2
     second.close()
     first.close()
 
@@ -209,13 +210,13 @@ def test_reopening_keeps_everything(db_path: str) -> None:
     store = Store(db_path)
     for peer_id, payload in INBOX:
         add(store, peer_id, payload)
-    store.delete_messages(created_index=2)
-    before = store.list_messages()
+    store.inbox.delete_messages(created_index=2)
+    before = store.inbox.list_messages()
     store.close()
     reopened = Store(db_path)
-    assert reopened.list_messages() == before
-    assert reopened.inbox_count == 5
-    assert reopened.last_index() == 6
+    assert reopened.inbox.list_messages() == before
+    assert reopened.inbox.count == 5
+    assert reopened.inbox.last_index() == 6
     reopened.close()
 
 
@@ -240,8 +241,8 @@ def test_migration_from_version_1(db_path: str) -> None:
     db.close()
     # when the current Store opens it; then the outbox exists and the message is still there
     store = Store(db_path)
-    assert store.list_messages() == [StoredMessage(1, A, 32769, b"\x80\x01old", 5.0)]
-    assert store.list_outbox() == []
+    assert store.inbox.list_messages() == [StoredMessage(1, A, 32769, b"\x80\x01old", 5.0)]
+    assert store.outbox.list_outbox() == []
     assert add(store, A, b"\x80\x01").created_index == 2
     store.close()
     db = raw_db(db_path)
@@ -316,27 +317,27 @@ def _fail_inserts(db_path: str, how: str) -> sqlite3.Connection:
 
 def test_failed_write_is_a_storage_error_and_loses_no_count(store: Store, db_path: str) -> None:
     add(store, A, b"\x80\x01")
-    store.count(A, 32769, "received", 3)
+    store.counters.count(A, 32769, "received", 3)
     other = _fail_inserts(db_path, "ABORT")
     # when the write fails; then StorageError with the cause, nothing stored
     with pytest.raises(StorageError) as caught:
-        store.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
+        store.inbox.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
     assert caught.value.code == errors.STORAGE_ERROR
     assert caught.value.data == {"path": db_path}
     assert "simulated write failure" in caught.value.message
-    assert indexes(store.list_messages()) == [1]
-    assert store.inbox_count == 1
+    assert indexes(store.inbox.list_messages()) == [1]
+    assert store.inbox.count == 1
     # and once writes work again, the pending count is written exactly once
     other.execute("DROP TRIGGER fail_insert")
     other.close()
     assert add(store, A, b"\x80\x01").created_index == 2  # the failed write gave nothing out
-    assert store.counters() == {(A, 32769): Counter({"received": 3})}
+    assert store.counters.totals() == {(A, 32769): Counter({"received": 3})}
 
 
 def test_storage_error_names_the_cause_when_sqlite_rolled_back_itself(store: Store, db_path: str) -> None:
     other = _fail_inserts(db_path, "ROLLBACK")
     with pytest.raises(StorageError) as caught:
-        store.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
+        store.inbox.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
     other.close()
     assert caught.value.code == errors.STORAGE_ERROR
     assert "simulated write failure" in caught.value.message
@@ -345,12 +346,12 @@ def test_storage_error_names_the_cause_when_sqlite_rolled_back_itself(store: Sto
 def test_rolled_back_write_still_leaves_a_usable_store(store: Store, db_path: str) -> None:
     other = _fail_inserts(db_path, "ROLLBACK")
     with pytest.raises(StorageError) as caught:
-        store.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
+        store.inbox.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
     assert caught.value.code == errors.STORAGE_ERROR
     other.execute("DROP TRIGGER fail_insert")
     other.close()
     assert add(store, A, b"\x80\x01").created_index == 1
-    assert store.inbox_count == 1
+    assert store.inbox.count == 1
 
 
 def _chattr(flag: str, *paths: str) -> bool:
@@ -366,12 +367,12 @@ def test_immutable_file_stops_writes_even_as_root(store: Store, db_path: str, tm
         pytest.skip("chattr +i is not available here (needs CAP_LINUX_IMMUTABLE and ext4-like fs)")
     try:
         with pytest.raises(StorageError) as caught:
-            store.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
+            store.inbox.add_message(A, b"\x80\x01", 32769, 2.0, BIG)
         assert caught.value.code == errors.STORAGE_ERROR
         assert caught.value.data == {"path": db_path}
     finally:
         assert _chattr("-i", *locked)
-    assert store.inbox_count == 1
+    assert store.inbox.count == 1
     assert add(store, A, b"\x80\x01").created_index == 2
 
 
@@ -379,43 +380,43 @@ def test_immutable_file_stops_writes_even_as_root(store: Store, db_path: str, tm
 
 
 def test_counters_totals_and_filters(store: Store) -> None:
-    store.count(A, 32769, "received")
-    store.count(A, 32769, "received", 2)
-    store.count(A, 32769, "stored")
-    store.count(A, 32771, "sent", 5)
-    store.count(B, 32769, "dropped_rate", 4)
-    assert store.counters() == {
+    store.counters.count(A, 32769, "received")
+    store.counters.count(A, 32769, "received", 2)
+    store.counters.count(A, 32769, "stored")
+    store.counters.count(A, 32771, "sent", 5)
+    store.counters.count(B, 32769, "dropped_rate", 4)
+    assert store.counters.totals() == {
         (A, 32769): Counter({"received": 3, "stored": 1}),
         (A, 32771): Counter({"sent": 5}),
         (B, 32769): Counter({"dropped_rate": 4}),
     }
-    assert store.counters(peer_id=B) == {(B, 32769): Counter({"dropped_rate": 4})}
-    assert store.counters(msg_type=32771) == {(A, 32771): Counter({"sent": 5})}
-    assert store.counters(A, 32769) == {(A, 32769): Counter({"received": 3, "stored": 1})}
+    assert store.counters.totals(peer_id=B) == {(B, 32769): Counter({"dropped_rate": 4})}
+    assert store.counters.totals(msg_type=32771) == {(A, 32771): Counter({"sent": 5})}
+    assert store.counters.totals(A, 32769) == {(A, 32769): Counter({"received": 3, "stored": 1})}
     # reading twice does not count twice
-    assert store.counters(A, 32769) == {(A, 32769): Counter({"received": 3, "stored": 1})}
+    assert store.counters.totals(A, 32769) == {(A, 32769): Counter({"received": 3, "stored": 1})}
 
 
 def test_counters_survive_reopening(db_path: str) -> None:
     store = Store(db_path)
-    store.count(A, 32769, "received", 2)
-    store.counters()
-    store.count(A, 32769, "received", 1)  # pending: written by close()
+    store.counters.count(A, 32769, "received", 2)
+    store.counters.totals()
+    store.counters.count(A, 32769, "received", 1)  # pending: written by close()
     store.close()
     reopened = Store(db_path)
-    assert reopened.counters() == {(A, 32769): Counter({"received": 3})}
-    reopened.count(A, 32769, "received")
-    assert reopened.counters() == {(A, 32769): Counter({"received": 4})}
+    assert reopened.counters.totals() == {(A, 32769): Counter({"received": 3})}
+    reopened.counters.count(A, 32769, "received")
+    assert reopened.counters.totals() == {(A, 32769): Counter({"received": 4})}
     reopened.close()
 
 
 def test_counts_ride_along_with_the_next_transaction(db_path: str) -> None:
     # given a count and then a stored message; when the plugin dies without close(); then the count is on disk
     store = Store(db_path)
-    store.count(A, 32769, "received")
+    store.counters.count(A, 32769, "received")
     add(store, A, b"\x80\x01")
     other = Store(db_path)
-    assert other.counters() == {(A, 32769): Counter({"received": 1})}
+    assert other.counters.totals() == {(A, 32769): Counter({"received": 1})}
     other.close()
     store.close()
 
@@ -427,8 +428,8 @@ REQUEST = b'\x94\x19{"jsonrpc":"2.0","id":"r1","method":"lsps0.list_protocols","
 
 def test_tagged_message_round_trips_with_its_decoded_json(store: Store) -> None:
     tag = JsonRpcTag("request", "lsps0.list_protocols", "r1")
-    stored, _ = store.add_message(A, REQUEST, 37913, 1.0, 100, tag)
-    assert store.list_messages() == [stored]
+    stored, _ = store.inbox.add_message(A, REQUEST, 37913, 1.0, 100, tag)
+    assert store.inbox.list_messages() == [stored]
     entry = stored.to_json()
     assert entry["kind"] == "request" and entry["method"] == "lsps0.list_protocols"
     assert entry["json"] == {"jsonrpc": "2.0", "id": "r1", "method": "lsps0.list_protocols", "params": {}}
@@ -441,26 +442,26 @@ def test_untagged_message_has_no_json_fields(store: Store) -> None:
 
 
 def test_method_filter(store: Store) -> None:
-    store.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "lsps0.list_protocols", "r1"))
+    store.inbox.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "lsps0.list_protocols", "r1"))
     add(store, A, b"\x80\x01hi")
-    store.add_message(B, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "lsps1.get_info", "r2"))
-    assert [m.created_index for m in store.list_messages(method="lsps1.get_info")] == [3]
-    assert store.first_message(1, A, None, "lsps0.list_protocols") is not None
-    assert store.first_message(2, A, None, "lsps0.list_protocols") is None
+    store.inbox.add_message(B, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "lsps1.get_info", "r2"))
+    assert [m.created_index for m in store.inbox.list_messages(method="lsps1.get_info")] == [3]
+    assert store.inbox.first_message(1, A, None, "lsps0.list_protocols") is not None
+    assert store.inbox.first_message(2, A, None, "lsps0.list_protocols") is None
 
 
 def test_requests_with_id_and_answering_once(store: Store) -> None:
     """The same id from two peers names two requests; each is answered at most once."""
-    first, _ = store.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "m", "same"))
-    second, _ = store.add_message(B, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "m", "same"))
-    store.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("response", None, "same"))
-    assert {m.peer_id for m in store.requests_with_id("same")} == {A, B}
-    assert store.set_answered(first.created_index, 5.0) is True
-    assert store.set_answered(first.created_index, 6.0) is False
-    assert store.set_answered(second.created_index, 7.0) is True
-    assert store.list_messages(A)[0].answered_at == 5.0
-    assert store.set_answered(first.created_index, None) is True  # the answer could not be sent
-    assert store.set_answered(first.created_index, 8.0) is True
+    first, _ = store.inbox.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "m", "same"))
+    second, _ = store.inbox.add_message(B, REQUEST, 37913, 1.0, 100, JsonRpcTag("request", "m", "same"))
+    store.inbox.add_message(A, REQUEST, 37913, 1.0, 100, JsonRpcTag("response", None, "same"))
+    assert {m.peer_id for m in store.inbox.requests_with_id("same")} == {A, B}
+    assert store.inbox.set_answered(first.created_index, 5.0) is True
+    assert store.inbox.set_answered(first.created_index, 6.0) is False
+    assert store.inbox.set_answered(second.created_index, 7.0) is True
+    assert store.inbox.list_messages(A)[0].answered_at == 5.0
+    assert store.inbox.set_answered(first.created_index, None) is True  # the answer could not be sent
+    assert store.inbox.set_answered(first.created_index, 8.0) is True
 
 
 def test_migration_from_version_2_keeps_messages_untagged(db_path: str) -> None:
@@ -471,6 +472,6 @@ def test_migration_from_version_2_keeps_messages_untagged(db_path: str) -> None:
                (bytes.fromhex(A), 37913, REQUEST, 5.0))
     db.close()
     store = Store(db_path)
-    assert store.list_messages() == [StoredMessage(1, A, 37913, REQUEST, 5.0)]
-    assert store.list_messages(method="lsps0.list_protocols") == []
+    assert store.inbox.list_messages() == [StoredMessage(1, A, 37913, REQUEST, 5.0)]
+    assert store.inbox.list_messages(method="lsps0.list_protocols") == []
     store.close()

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from custommsg import strictjson
-from custommsg.pyln_seam import SeamPlugin
-from custommsg.schema import JsonRpcTag, StoredMessage
-from custommsg.strictjson import MAX_JSON_DEPTH, JsonRefused
+from custommsg.core import strictjson
+from custommsg.core.records import JsonRpcTag, StoredMessage
+from custommsg.core.strictjson import MAX_JSON_DEPTH, JsonRefused
+from custommsg.node.seam import SeamPlugin
 
 
 def nested(depth: int) -> str:

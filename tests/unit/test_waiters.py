@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from custommsg.schema import StoredMessage
-from custommsg.waiters import Waiter, WaiterRegistry
+from custommsg.core.completion import Waiter, WaiterRegistry
+from custommsg.core.records import StoredMessage
 
 from .helpers import A, B, Clock
 

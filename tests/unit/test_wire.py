@@ -11,11 +11,11 @@ from typing import Any
 import coincurve
 import pytest
 
-from custommsg import errors, wire
-from custommsg.errors import ValidationError
-from custommsg.schema import StoredMessage
-from custommsg.validate import check_send_request, check_sendable, decode_hex, decode_message_hex, parse_node_id
-from custommsg.wire import (
+from custommsg.core import errors, wire
+from custommsg.core.errors import ValidationError
+from custommsg.core.records import StoredMessage
+from custommsg.core.validate import check_send_request, check_sendable, decode_hex, decode_message_hex, parse_node_id
+from custommsg.core.wire import (
     COMMANDO_TYPES,
     CUSTOM_RANGE,
     INTERNAL_TYPES,

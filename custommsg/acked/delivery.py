@@ -1,0 +1,251 @@
+"""Acknowledged delivery, running: who speaks it, what is in flight, and what hellos, envelopes and acks do.
+
+``core.envelope`` holds the wire format and the receiver's rule; ``rules`` the in-memory
+state (:class:`rules.PeerSupport`, :class:`rules.InFlight`, :class:`rules.HelloPacer`);
+the database (``store.acked``) the entries, the streams and ``last`` per stream. This
+module wires the rules to events:
+
+* a peer connects (or is connected when the plugin starts): our hello, reply=0;
+* its hello: our answer (a reply=1, to a reply=0 only); the first on a connection, or a
+  reply=0 (the peer's plugin has just started), sends its unacknowledged entries again;
+  both paced per peer (:class:`rules.HelloPacer`), so a flood of hellos costs us little;
+* its envelope: the inner message is kept (``inbox.Receiver``) if it is the next of its
+  stream, in the transaction that moves ``last``; then it is acknowledged;
+* its ack: the entries it covers become ``delivered`` (``custommsg_delivered``);
+* the sweep, once a second: a peer connected HELLO_TIMEOUT without a hello fails its
+  acknowledged entries; entries unacknowledged RETRANSMIT_AFTER go again; owed replies go.
+
+Called from the main thread (the hook, connect and disconnect), the sender thread
+(:meth:`AckedDelivery.resend`, :meth:`AckedDelivery.sending`) and the timer thread
+(:meth:`AckedDelivery.sweep`): the in-memory state sits behind one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..core.envelope import (
+    HELLO_TIMEOUT,
+    RETRANSMIT_AFTER,
+    Ack,
+    Decision,
+    Envelope,
+    Hello,
+    MalformedAck,
+    answer,
+    parse,
+)
+from ..core.errors import ACK_UNSUPPORTED, CustomMsgError, PeerError, StorageError, TransientError
+from ..core.records import OutboxEntry
+from ..core.wire import Message
+from ..inbox.receiver import Receiver
+from ..outbox.machine import Outbox, envelope_of
+from .rules import HelloPacer, InFlight, PeerSupport
+
+if TYPE_CHECKING:
+    from ..store.database import Store
+
+Log = Callable[..., None]
+Post = Callable[[str, Message], None]  # hand a hello or an ack to lightningd, from any thread
+Blocking = Callable[[str, Envelope], None]  # the sender thread's send: raises TransientError, CustomMsgError
+
+UNSUPPORTED = "the peer does not speak custommsg's acknowledged delivery (no hello within {:g} seconds of connecting)"
+
+
+class DeliverSoon(Protocol):
+    def __call__(self, peer_id: str, *, resend_unacknowledged: bool, even_if_busy: bool) -> None:
+        """Drain the peer's outbox on the sender thread, its unacknowledged entries first if asked."""
+
+
+class AckedDelivery:
+    def __init__(
+        self, store: Store, outbox: Outbox, receiver: Receiver, post: Post, deliver_soon: DeliverSoon,
+        notify_delivered: Callable[[OutboxEntry], None], log: Log,
+        hello_timeout: float | None = None, retransmit_after: float | None = None,
+        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.outbox = outbox
+        self.receiver = receiver
+        self.post = post
+        self.deliver_soon = deliver_soon
+        self.notify_delivered = notify_delivered
+        self.log = log
+        self.clock = clock
+        self.wall = wall
+        self.hello_timeout = HELLO_TIMEOUT if hello_timeout is None else hello_timeout
+        self.support = PeerSupport(self.hello_timeout)
+        self.flight = InFlight(RETRANSMIT_AFTER if retransmit_after is None else retransmit_after)
+        self.pacer = HelloPacer(resend_every=self.flight.retransmit_after)
+        self._streams: dict[str, int] = {}  # per peer, the stream of what is in self.flight
+        self._lock = threading.Lock()
+
+    # -- peers (main thread) ---------------------------------------------------
+
+    def connected(self, peer_id: str) -> None:
+        with self._lock:
+            self.support.connected(peer_id, self.clock())
+        self.post(peer_id, Hello().message())
+
+    def disconnected(self, peer_id: str) -> None:
+        with self._lock:
+            self.support.disconnected(peer_id)
+            self.pacer.forget(peer_id)
+            self.flight.reset(peer_id)
+            self._streams.pop(peer_id, None)
+
+    def ready(self, peer_id: str) -> bool:
+        """The peer said hello on this connection: acknowledged entries may go to it."""
+        with self._lock:
+            return self.support.ready(peer_id)
+
+    def check_supported(self, peer_id: str) -> None:
+        """custommsg-send with ack=true: fails at once (ACK_UNSUPPORTED) for a peer known not to speak it."""
+        with self._lock:
+            status = self.support.status(peer_id, self.clock())
+        if status == "no":
+            raise PeerError(ACK_UNSUPPORTED, f"peer {peer_id}: {UNSUPPORTED.format(self.hello_timeout)}",
+                            {"peer_id": peer_id})
+
+    # -- what the peer sends (main thread) ---------------------------------------
+
+    def receive(self, peer_id: str, raw: bytes) -> None:
+        """A hello, envelope or ack (whatever custommsg-type says); a malformed one is ignored."""
+        try:
+            value = parse(raw)
+        except MalformedAck as exc:
+            self.log(f"ignoring a malformed acknowledged-delivery message from {peer_id}: {exc.message}",
+                     level="debug")
+            return
+        if isinstance(value, Hello):
+            self.on_hello(peer_id, value)
+        elif isinstance(value, Ack):
+            self.on_ack(peer_id, value)
+        else:
+            self.on_envelope(peer_id, value)
+
+    def on_hello(self, peer_id: str, hello: Hello) -> None:
+        """Answer it, and send the unacknowledged entries again for the first hello on a connection
+        or a reply=0 (the peer's plugin started): each at most as often as ``pacer`` allows."""
+        now = self.clock()
+        ours = answer(hello)
+        with self._lock:
+            was_ready = self.support.ready(peer_id)
+            self.support.hello(peer_id, hello.version, now)
+            reply_now = ours is not None and self.pacer.reply(peer_id, now)
+            resend = (not was_ready or not hello.reply) and self.pacer.resend(peer_id, now)
+        if ours is not None and reply_now:
+            self.post(peer_id, ours.message())
+        if not was_ready:
+            self.log(f"peer {peer_id} speaks acknowledged delivery (version {hello.version})", level="debug")
+        if resend:
+            # The peer just spoke, so it is connected, whatever our notifications say.
+            self.deliver_soon(peer_id, resend_unacknowledged=True, even_if_busy=True)
+
+    def on_envelope(self, peer_id: str, envelope: Envelope) -> None:
+        """Keep the inner message if it is the next of its stream, then acknowledge: the inner message
+        is stored, counted and notified exactly as a plain message of its type would be, whatever
+        custommsg-type says (the sender asked for acknowledged storage, and refusing one would hold
+        back every later one from that peer). It counts as received once, when stored: a copy
+        dropped here (rate, storage) is not acknowledged, and comes again."""
+        inner = envelope.inner
+        if not self.receiver.admit(peer_id, inner.type, counted=False):
+            return
+        gate = self.store.acked.envelope_gate(peer_id, envelope.stream, envelope.seq)
+        try:
+            self.receiver.keep(peer_id, inner.serialize(), inner.type, gate=gate, count_received=True)
+        except StorageError:
+            return  # counted and logged; no ack: the sender sends it again
+        self.post(peer_id, Ack(envelope.stream, gate.last).message())
+        if gate.decision is Decision.GAP:
+            self.log(f"envelope {envelope.seq} from {peer_id} after {gate.last}: an earlier one was lost",
+                     level="debug")
+
+    def on_ack(self, peer_id: str, ack: Ack) -> None:
+        try:
+            delivered = self.store.acked.ack_delivered(peer_id, ack.stream, ack.seq, round(self.wall(), 3))
+        except StorageError as exc:
+            self.log(f"cannot record the acknowledgement from {peer_id}: {exc.message}", level="broken")
+            return
+        if delivered is None:
+            self.log(f"ignoring an ack from {peer_id} for a seq never sent ({ack.stream:016x}, {ack.seq})",
+                     level="debug")
+            return
+        with self._lock:
+            if self._streams.get(peer_id) == ack.stream:
+                self.flight.acked(peer_id, ack.seq)
+        self.outbox.settle(delivered)
+        for entry in delivered:
+            self.notify_delivered(entry)
+
+    # -- sending (sender thread) -------------------------------------------------
+
+    def sending(self, peer_id: str, envelope: Envelope) -> None:
+        """An envelope is about to go: in flight from now on (its ack may come before the call returns)."""
+        with self._lock:
+            if self._streams.get(peer_id) != envelope.stream:
+                self.flight.reset(peer_id)  # a new stream: what was in flight of the old one is settled
+                self._streams[peer_id] = envelope.stream
+            self.flight.sent(peer_id, envelope.seq, self.clock())
+
+    def resend(self, peer_id: str, send: Blocking) -> bool:
+        """Send the peer's unacknowledged entries again, in order; False if the peer went away meanwhile."""
+        if not self.ready(peer_id):
+            return True
+        with self._lock:
+            self.flight.reset(peer_id)
+            self._streams.pop(peer_id, None)
+        for entry in self.store.acked.unacknowledged(peer_id):
+            envelope = envelope_of(entry)
+            self.sending(peer_id, envelope)
+            try:
+                send(peer_id, envelope)
+            except TransientError:
+                return False
+            except CustomMsgError as exc:  # lightningd refused it for good: it cannot go again either
+                self.log(f"outbox {entry.id} to {peer_id}: cannot send it again: {exc.message}", level="warn")
+                return True
+        return True
+
+    # -- time (timer thread) -----------------------------------------------------
+
+    def sweep(self) -> None:
+        now = self.clock()
+        with self._lock:
+            unsupported = self.support.due_unsupported(now)
+            due = [peer for peer in self.flight.peers() if self.flight.due(peer, now)]
+            owed = self.pacer.due_replies(now)
+        for peer_id in owed:
+            self.post(peer_id, Hello(reply=True).message())
+        for peer_id in unsupported:
+            failed = self.outbox.fail_acknowledged(peer_id, UNSUPPORTED.format(self.hello_timeout))
+            self.log(f"peer {peer_id} does not speak acknowledged delivery (no hello within "
+                     f"{self.hello_timeout:g} s): {len(failed)} acknowledged messages to it failed", level="info")
+            self.deliver_soon(peer_id, resend_unacknowledged=False, even_if_busy=False)  # what waits behind them
+        for peer_id in due:
+            self.deliver_soon(peer_id, resend_unacknowledged=True, even_if_busy=False)
+
+    # -- custommsg-peers -----------------------------------------------------------
+
+    def describe(self, connected: set[str], peer_id: str | None = None) -> list[dict[str, Any]]:
+        """Per peer (connected, or seen this run, or with acknowledged entries waiting): what we know."""
+        counts = self.store.acked.ack_counts()
+        now = self.clock()
+        with self._lock:
+            known = set(connected) | set(counts) | set(self.support.peers())
+            rows = []
+            for peer in sorted(known if peer_id is None else known & {peer_id}):
+                row: dict[str, Any] = {
+                    "peer_id": peer,
+                    "connected": peer in connected,
+                    "ack_support": self.support.status(peer, now),
+                }
+                version = self.support.version(peer)
+                if version is not None:
+                    row["ack_version"] = version
+                rows.append({**row, **counts.get(peer, {"queued": 0, "unacknowledged": 0})})
+        return rows
+

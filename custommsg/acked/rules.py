@@ -1,0 +1,172 @@
+"""Acknowledged delivery's in-memory rules, sans I/O: who speaks it, what is in flight, how often hellos act.
+
+The wire format and the receiver's rule are ``core.envelope``'s; :mod:`acked.delivery` runs
+these against the clock and the database. Each class here is given the time; none reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..core.envelope import HELLO_TIMEOUT, RETRANSMIT_AFTER
+
+Support = Literal["yes", "no", "unknown"]
+
+
+@dataclass
+class _Link:
+    since: float | None = None  # connected since; None: not connected
+    hello_now: bool = False  # a hello came on this connection
+    version: int | None = None  # of the last hello ever received; None: never
+    reported: bool = False  # due_unsupported() named it on this connection
+
+
+class PeerSupport:
+    """Which peers speak the protocol, from their hellos and how long they have been connected.
+
+    status(): "yes" once a hello came on this connection, or, before HELLO_TIMEOUT passed on it, if
+    one came on an earlier one; "no" once connected HELLO_TIMEOUT without a hello on it; "unknown"
+    otherwise. The connect event and a peer's first message race: a hello from a peer not connected
+    starts its connection, and connected() on a connected peer changes nothing.
+    """
+
+    def __init__(self, hello_timeout: float = HELLO_TIMEOUT):
+        self.hello_timeout = hello_timeout
+        self._links: dict[str, _Link] = {}
+
+    def connected(self, peer: str, now: float) -> None:
+        link = self._links.setdefault(peer, _Link())
+        if link.since is None:  # disconnected() cleared the rest
+            link.since = now
+
+    def disconnected(self, peer: str) -> None:
+        if (link := self._links.get(peer)) is not None:
+            link.since, link.hello_now, link.reported = None, False, False
+
+    def hello(self, peer: str, version: int, now: float) -> None:
+        self.connected(peer, now)
+        self._links[peer].hello_now, self._links[peer].version = True, version
+
+    def status(self, peer: str, now: float) -> Support:
+        link = self._links.get(peer, _Link())
+        if link.hello_now:
+            return "yes"
+        if link.since is None:
+            return "unknown"
+        if now - link.since >= self.hello_timeout:
+            return "no"
+        return "unknown" if link.version is None else "yes"
+
+    def peers(self) -> list[str]:
+        """Every peer seen connected or saying hello."""
+        return list(self._links)
+
+    def ready(self, peer: str) -> bool:
+        """A hello came on this connection: the time to send its unacknowledged entries."""
+        return peer in self._links and self._links[peer].hello_now
+
+    def version(self, peer: str) -> int | None:
+        return self._links[peer].version if peer in self._links else None
+
+    def due_unsupported(self, now: float) -> list[str]:
+        """The peers whose status has become "no", each named once per connection; sorted."""
+        due = sorted(p for p, link in self._links.items() if not link.reported and self.status(p, now) == "no")
+        for peer in due:
+            self._links[peer].reported = True
+        return due
+
+
+class InFlight:
+    """Per peer, the in-flight (sent, unacknowledged) seqs of our stream and when each was last sent. The
+    caller drops acks for another stream. Lost on a restart or reset(): the database entries stay pending.
+    """
+
+    def __init__(self, retransmit_after: float = RETRANSMIT_AFTER):
+        self.retransmit_after = retransmit_after
+        self._in_flight: dict[str, dict[int, float]] = {}
+        self._highest: dict[str, int] = {}
+
+    def sent(self, peer: str, seq: int, now: float) -> None:
+        self._in_flight.setdefault(peer, {})[seq] = now
+        self._highest[peer] = max(seq, self.highest_sent(peer))
+
+    def acked(self, peer: str, seq: int) -> list[int]:
+        """The in-flight seqs ack(seq) delivers, in order; none for an ack beyond the highest seq sent."""
+        if seq > self.highest_sent(peer):
+            return []
+        flight = self._in_flight.get(peer, {})
+        done = sorted(s for s in flight if s <= seq)
+        for s in done:
+            del flight[s]
+        return done
+
+    def due(self, peer: str, now: float) -> bool:
+        """A seq sent RETRANSMIT_AFTER ago or more is still unacknowledged: send them all again."""
+        return any(now - at >= self.retransmit_after for at in self._in_flight.get(peer, {}).values())
+
+    def peers(self) -> list[str]:
+        """The peers with seqs in flight."""
+        return [peer for peer, flight in self._in_flight.items() if flight]
+
+    def highest_sent(self, peer: str) -> int:
+        """The highest seq sent to ``peer`` since the last reset; 0: none."""
+        return self._highest.get(peer, 0)
+
+    def reset(self, peer: str) -> None:
+        """The peer disconnected: forget what is in flight to it."""
+        self._in_flight.pop(peer, None)
+        self._highest.pop(peer, None)
+
+
+HELLO_REPLY_EVERY = 1.0  # seconds: at most one hello of ours in answer to a peer's, per peer
+
+
+class HelloPacer:
+    """How often a peer's hellos may make us act, whatever it sends: our reply to a hello with
+    reply=0 at most once per ``reply_every``, and a resend of its unacknowledged entries at most
+    once per ``resend_every``. A reply asked for sooner is owed, not dropped (the peer's plugin
+    may really have restarted twice, and waits for it): :meth:`due_replies` gives it once its
+    time comes. A resend asked for sooner is not needed: what it would send is in flight, and
+    the Retransmitter sends it again when it is due. A hello costs its sender 5 bytes; without
+    this, each could make us send every unacknowledged entry (up to 65 kB each) again.
+    """
+
+    def __init__(self, reply_every: float = HELLO_REPLY_EVERY, resend_every: float = RETRANSMIT_AFTER):
+        self.reply_every = reply_every
+        self.resend_every = resend_every
+        self._replied: dict[str, float] = {}
+        self._owed: set[str] = set()
+        self._resent: dict[str, float] = {}
+
+    def reply(self, peer: str, now: float) -> bool:
+        """The peer asks for our hello: True to send it now, False if it is owed."""
+        last = self._replied.get(peer)
+        if last is None or now - last >= self.reply_every:
+            self._replied[peer] = now
+            self._owed.discard(peer)
+            return True
+        self._owed.add(peer)
+        return False
+
+    def resend(self, peer: str, now: float) -> bool:
+        """The peer's hello asks for its unacknowledged entries again: True to send them now."""
+        last = self._resent.get(peer)
+        if last is None or now - last >= self.resend_every:
+            self._resent[peer] = now
+            return True
+        return False
+
+    def due_replies(self, now: float) -> list[str]:
+        """The peers whose owed reply may go now (each taken off the owed list); sorted."""
+        due = sorted(p for p in self._owed if now - self._replied[p] >= self.reply_every)
+        for peer in due:
+            self._owed.discard(peer)
+            self._replied[peer] = now
+        return due
+
+    def forget(self, peer: str) -> None:
+        """The peer disconnected: its next connection starts afresh."""
+        self._replied.pop(peer, None)
+        self._owed.discard(peer)
+        self._resent.pop(peer, None)

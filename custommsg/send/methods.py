@@ -1,0 +1,139 @@
+"""Sending: ``custommsg-send`` (now, queued in the outbox, or acknowledged) and ``custommsg-request``.
+
+Written as ``inbox.methods`` writes its own: parameters after ``runtime`` and ``reply``
+are the method's, the docstring is its ``help``. Every check lightningd does not make
+is ``core.validate``'s; the outbox and acknowledged delivery do the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..acked.methods import send_acked
+from ..core import errors
+from ..core.completion import PENDING, Reply, Waiter
+from ..core.errors import CustomMsgError, PeerError, TransientError
+from ..core.records import StoredMessage
+from ..core.validate import (
+    DEFAULT_REQUEST_TIMEOUT,
+    check_reply_type,
+    check_send_request,
+    decode_hex,
+    parse_bool,
+    parse_seconds,
+    parse_ttl,
+)
+from ..core.wire import Message
+
+if TYPE_CHECKING:
+    from ..node.runtime import Runtime
+
+
+def send(
+    runtime: Runtime, reply: Reply, node_id: Any, msg: Any,
+    allow_even: Any = False, queue: Any = False, ttl: Any = None, ack: Any = False,
+) -> Any:
+    """Send a custom message to a peer, after checking everything lightningd does not.
+
+    {msg} is hex: a 2-byte big-endian type then the body, as for sendcustommsg.
+    With {queue}, a message to a peer that is not connected waits in the outbox
+    until it connects (for at most {ttl} seconds, if given). With {ack} (both peers run
+    custommsg), it goes through the outbox until the peer's plugin acknowledges it has
+    stored it (outbox status delivered; see custommsg-outbox-wait), across disconnects and restarts.
+    Returns {status} (sent or queued), {peer_id}, {type}, {length}, and the outbox {id} when queued or with {ack}.
+    """
+    peer_id, message = check_send_request(node_id, msg, runtime.own_id, parse_bool(allow_even, "allow_even"))
+    queued = parse_bool(queue, "queue")
+    acked = parse_bool(ack, "ack")
+    ttl_seconds = parse_ttl(ttl, queued or acked)
+    if acked:
+        return send_acked(runtime, reply, peer_id, message, ttl_seconds)
+    outbox = runtime.outbox
+    if queued and (peer_id not in runtime.connected or outbox.has_queued(peer_id)):
+        # Behind the messages already waiting, so the peer gets them in order.
+        entry = outbox.enqueue(peer_id, message, ttl_seconds)
+        runtime.queue_delivery(peer_id)
+        return _sent(message, peer_id, "queued", entry.id)
+
+    def done(failure: CustomMsgError | None) -> None:
+        if failure is None:
+            reply.result(_sent(message, peer_id, "sent"))
+        elif isinstance(failure, TransientError) and queued:
+            # It went away under us (or lightningd did): keep the message for later.
+            entry = outbox.enqueue(peer_id, message, ttl_seconds)
+            reply.result(_sent(message, peer_id, "queued", entry.id))
+        else:
+            reply.error(failure)
+
+    runtime.send_now(peer_id, message, done, reply.crash)
+    return PENDING
+
+
+def _sent(message: Message, peer_id: str, status: str, outbox_id: int | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"status": status, "peer_id": peer_id, "type": message.type, "length": len(message)}
+    if outbox_id is not None:
+        result["id"] = outbox_id
+    return result
+
+
+def request_reply(
+    runtime: Runtime, reply: Reply, node_id: Any, msg: Any, reply_type: Any,
+    reply_prefix: Any = None, timeout: Any = None, allow_even: Any = False,
+) -> Any:
+    """Send {msg} and return the peer's first reply of type {reply_type} whose body starts with {reply_prefix}.
+
+    Returns {request} (what was sent) and {reply} (the inbox entry). Fails after
+    {timeout} seconds (default 60), or at once if the peer disconnects.
+    """
+    peer_id, message = check_send_request(node_id, msg, runtime.own_id, parse_bool(allow_even, "allow_even"))
+    wanted = check_reply_type(reply_type, runtime.config.types)
+    prefix = b"" if reply_prefix is None else decode_hex(reply_prefix, "reply_prefix")
+    seconds = DEFAULT_REQUEST_TIMEOUT if timeout is None else parse_seconds(timeout, "timeout")
+    sent = {"peer_id": peer_id, "type": message.type, "length": len(message)}
+
+    def on_reply(stored: StoredMessage) -> None:
+        reply.result({"request": sent, "reply": stored.to_json()})
+
+    def on_fail(reason: str) -> None:
+        if reason == "timeout":
+            error: CustomMsgError = CustomMsgError(
+                errors.REQUEST_TIMEOUT,
+                f"no reply of type {wanted} from {peer_id} within {seconds:g} seconds",
+                {"peer_id": peer_id, "reply_type": wanted, "timeout": seconds},
+            )
+        else:
+            error = PeerError(
+                errors.REQUEST_PEER_DISCONNECTED,
+                f"peer {peer_id} disconnected before replying",
+                {"peer_id": peer_id, "reply_type": wanted},
+            )
+        reply.error(error)
+
+    # Parked before the send, from the main thread, which also runs the hook:
+    # no reply can slip in between the send and the wait.
+    waiter = runtime.waiters.add(
+        Waiter(
+            min_index=runtime.store.inbox.last_index() + 1,
+            on_message=on_reply,
+            on_fail=on_fail,
+            peer_id=peer_id,
+            type=wanted,
+            body_prefix=prefix,
+            deadline=runtime.waiters.clock() + seconds,
+            exclusive=True,
+        )
+    )
+
+    def after_send(failure: CustomMsgError | None) -> None:
+        if failure is not None and runtime.waiters.remove(waiter):
+            reply.error(failure)
+
+    runtime.send_now(peer_id, message, after_send, reply.crash)
+    return PENDING
+
+
+METHODS: dict[str, Callable[..., Any]] = {
+    "custommsg-send": send,
+    "custommsg-request": request_reply,
+}

@@ -1,0 +1,58 @@
+"""The counters' queries: totals per (peer, type, name), written with the next transaction.
+
+Counting costs no commit of its own: an increment waits in memory until the next
+transaction (whatever it writes) takes it along, so a write that fails (disk full)
+loses no count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from ..core.records import CounterKey, CountsByPeerType, group_counts
+from .query import Db, where
+
+if TYPE_CHECKING:
+    from .database import Store
+
+
+class CounterQueries:
+    def __init__(self, store: Store):
+        self.store = store
+        self._pending: Counter[CounterKey] = Counter()  # behind the store's lock
+
+    def count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
+        """Add to a persistent counter; written with the next transaction."""
+        with self.store._lock:
+            self._pending[(peer_id, msg_type, name)] += n
+
+    def flush_into(self, db: Db) -> Counter[CounterKey]:
+        """Inside a transaction: write the pending counts; :meth:`written` forgets them once it commits."""
+        flushed = Counter(self._pending)
+        if flushed:
+            db.executemany(
+                "INSERT INTO counters (peer_id, type, name, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count",
+                [(bytes.fromhex(p), t, n, c) for (p, t, n), c in flushed.items()],
+            )
+        return flushed
+
+    def written(self, flushed: Counter[CounterKey]) -> None:
+        self._pending.subtract(flushed)
+        self._pending = +self._pending  # drop the zeros
+
+    def totals(self, peer_id: str | None = None, msg_type: int | None = None) -> CountsByPeerType:
+        """Totals per (peer, type), counts not yet written included.
+
+        Reading needs no write, so this answers while the database cannot be
+        written, which is when the storage-error counts matter most.
+        """
+        clauses, args = where(peer_id, type=msg_type)
+        with self.store._lock:
+            rows = self.store.read(
+                "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {clauses}" if clauses else ""), args
+            )
+            pending: list[tuple[CounterKey, int]] = list(self._pending.items())
+        written = group_counts((((p.hex(), t, name), count) for p, t, name, count in rows), None, None, {})
+        return group_counts(pending, peer_id, msg_type, written)

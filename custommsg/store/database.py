@@ -1,0 +1,125 @@
+"""The database: one connection, one lock, one transaction helper, and a query part per feature.
+
+:class:`Store` owns the engine (``sqlite``: everything specific to SQLite) and the
+transaction; the features' queries are parts it holds, each with a reference back to
+it: :attr:`Store.inbox`, :attr:`Store.outbox`, :attr:`Store.acked`, :attr:`Store.counters`.
+Opening a database brings it up to the newest schema, one migration at a time, each in
+its own transaction. Every failure of the engine becomes one :class:`StorageError`,
+here. Every query the RPCs make is served by an index, so their cost does not grow
+with the inbox.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..core.errors import StorageError
+from ..core.records import Page
+from . import sqlite
+from .acked import AckQueries
+from .counters import CounterQueries
+from .inbox import InboxQueries
+from .outbox import OutboxQueries
+from .query import Db
+
+
+class Store:
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.RLock()
+        self.counters = CounterQueries(self)  # before the engine: the first transaction flushes it
+        with self._wrapped(f"cannot open the custommsg database {path}"):
+            self._engine = sqlite.SqliteEngine(path)
+        try:
+            self._migrate()
+            self.inbox = InboxQueries(self)
+            self.outbox = OutboxQueries(self)
+            self.acked = AckQueries(self)
+        except BaseException:
+            self._engine.close()
+            raise
+
+    def describe(self) -> str:
+        """Where the data lives, for the start-up log line."""
+        return self._engine.describe()
+
+    @contextmanager
+    def _wrapped(self, what: str | None = None) -> Iterator[None]:
+        """The one place an engine's error becomes a StorageError."""
+        try:
+            yield
+        except sqlite.ERRORS as exc:
+            prefix = what or f"custommsg database {self.path}"
+            raise StorageError(f"{prefix}: {exc}", {"path": self.path}) from exc
+
+    def _migrate(self) -> None:
+        migrations = self._engine.migrations()
+        newest = len(migrations)
+        with self._wrapped(f"cannot open the custommsg database {self.path}"):
+            version = self._engine.schema_version()
+        if version > newest:
+            raise StorageError(
+                f"{self.path} has schema version {version}, newer than this custommsg understands ({newest}): "
+                "upgrade the plugin",
+                {"path": self.path},
+            )
+        for number in range(version, newest):
+            with self._transaction_raw(f"cannot open the custommsg database {self.path}") as db:
+                for statement in migrations[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                self._engine.set_schema_version(number + 1)
+
+    @contextmanager
+    def _transaction_raw(self, what: str | None = None) -> Iterator[Db]:
+        with self._lock, self._wrapped(what):
+            self._engine.begin()
+            try:
+                yield self._engine
+                self._engine.commit()
+            except BaseException:
+                self._engine.rollback()
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Db]:
+        """All or nothing, behind the lock; the counts not yet written go in with it."""
+        with self._lock:
+            with self._transaction_raw() as db:
+                yield db
+                flushed = self.counters.flush_into(db)
+            self.counters.written(flushed)
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock, self._wrapped():
+            return list(self._engine.execute(sql, args).fetchall())
+
+    def paged(self, columns: str, table: str, filters: tuple[str, list[Any]], column: str,
+              page: Page) -> list[tuple[Any, ...]]:
+        """The one paging query: rows matching ``filters`` with ``column >= page.start``, in that
+        order, at most ``page.limit`` of them, as lightningd's list commands page."""
+        clauses, args = filters
+        condition = " AND ".join(filter(None, [clauses, f"{column} >= ?"]))
+        limit = self._engine.NO_LIMIT if page.limit is None else page.limit
+        sql = f"SELECT {columns} FROM {table} WHERE {condition} ORDER BY {column} LIMIT ?"
+        return self.read(sql, [*args, page.start, limit])
+
+    def last_inbox_index(self) -> int:
+        with self._lock, self._wrapped():
+            return self._engine.last_inbox_index()
+
+    def flush(self) -> None:
+        with self.transaction():
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.flush()
+            except StorageError:
+                pass
+            self._engine.close()
+
