@@ -14,29 +14,39 @@
   lightningd with ``listpeers`` first), over its own ``rpcclient.PersistentRpc``.
   While it has work for a peer, the main thread queues later sends to that peer
   behind it (:meth:`SenderThread.busy`), so each peer's messages keep their order.
-* The **timer thread** (:class:`TimerThread`) ends waits and requests at their
-  deadline, and once a second runs the service's sweep (outbox expiry, redelivery).
+* The **timer thread** (:class:`TimerThread`) ends every parked wait at its deadline
+  (``custommsg-wait``, ``-request``, ``-outbox-wait``, bLIP-50 calls: one
+  ``WaiterRegistry``), sleeping until the earliest one, and once a second runs the
+  runtime's sweep (outbox expiry, acknowledged delivery's resends and owed hellos,
+  cut-short deliveries). What it sends goes through the sender thread.
 
 Who may touch what:
 
-====================================  =============================================
-state                                 owner
-====================================  =============================================
-lightningd's pipe (reading), the      main thread only
+=========================================  ==========================================
+state                                      owner
+=========================================  ==========================================
+lightningd's pipe (reading), the           main thread only
 ``AsyncRpc`` and its socket, the
-selector, ``fast_hooks``
-lightningd's pipe (writing)           any thread, under ``Plugin.write_lock``
-                                      (``pyln_seam.answer`` and ``write_*`` take it)
-the ``PersistentRpc``                 sender thread only
-``Store``, ``WaiterRegistry``,        any thread: each has its own lock
-``stats.Counters``,
+selector, ``fast_hooks``; so
+``Runtime.send_now`` and ``_send_from_loop``
+``Receiver`` (its rate limiter, its        main thread only: the hook, and the methods
+malformed count), ``LspsEndpoint`` but     that read them
+its calls and muted peers
+lightningd's pipe (writing)                any thread, under ``Plugin.write_lock``
+                                           (``seam.answer`` and ``write_*`` take it)
+the ``PersistentRpc``, so                  sender thread only
+``Runtime._native_send``
+``Store`` (and its query parts),           any thread: each has its own lock
+``WaiterRegistry`` (and the bLIP-50 calls
+in it), ``MutedPeers``, ``Counters``,
 ``ConnectedPeers``, ``AckedDelivery``
-``SenderThread`` busy counts          any thread, behind its lock
-configuration, ``own_id``             written once by ``init`` before ``ready``; read-only after
-====================================  =============================================
+``SenderThread``'s queue and busy counts   any thread, behind its lock
+the ``Runtime`` itself, its configuration  built by ``init`` on the main thread before
+and ``own_id``                             any other thread starts; read-only after
+=========================================  ==========================================
 
 This module starts every thread the plugin has, and knows nothing of what the jobs
-do: the service hands it callables.
+do: the runtime hands it callables.
 """
 
 from __future__ import annotations
@@ -217,6 +227,8 @@ class EventLoopPlugin(SeamPlugin):
 class SenderThread:
     """Jobs that may block on lightningd, run one at a time in the order given."""
 
+    NAME = "custommsg-sender"
+
     def __init__(self, log: Log):
         self._log = log
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -224,7 +236,7 @@ class SenderThread:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="custommsg-sender", daemon=True).start()
+        threading.Thread(target=self._run, name=self.NAME, daemon=True).start()
 
     def stop(self) -> None:
         self._jobs.put(None)

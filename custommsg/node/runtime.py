@@ -49,6 +49,15 @@ DELIVERED_TOPIC = "custommsg_delivered"
 Done = Callable[[CustomMsgError | None], None]  # a send's outcome: None when lightningd took it
 
 
+MAIN_THREAD = "MainThread"
+
+
+def _owned_by(thread_name: str) -> None:
+    """The table in ``eventloop``, enforced where breaking it would corrupt a connection."""
+    if threading.current_thread().name != thread_name:
+        raise RuntimeError(f"called on {threading.current_thread().name}: {thread_name} only")
+
+
 class Disabled(Exception):
     """init cannot build the runtime: lightningd is told to disable the plugin, with this reason."""
 
@@ -179,6 +188,7 @@ class Runtime:
 
     def _send_from_loop(self, peer_id: str, message: Message, done: Done) -> None:
         """Main thread only: write the call and return to the loop; ``done`` runs on the answer."""
+        _owned_by(MAIN_THREAD)
 
         def on_answer(result: Any, error: dict[str, Any] | None) -> None:
             if error is None:
@@ -198,6 +208,7 @@ class Runtime:
     def _native_send(self, peer_id: str, message: Message, counted_as: int | None) -> None:
         """Sender thread only: hand one message to lightningd, blocking; counted as sent under the
         type ``counted_as`` (an envelope: its inner message's; hellos, acks and resends: None)."""
+        _owned_by(SenderThread.NAME)
         try:
             self._sender_rpc.call("sendcustommsg", {"node_id": peer_id, "msg": message.hex()})
         except LightningdError as exc:

@@ -7,6 +7,7 @@ request the plugin sent and calling the custommsg hook with the peer's answer.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from .conftest import PEER_A, PEER_B, MakeLd
@@ -153,3 +154,15 @@ def test_serving_an_error_answer(ld: FakeLightningd) -> None:
     answer = sent_json(ld, PEER_A, 1)
     assert answer["error"] == {"code": -32602, "message": "invalid params", "data": {"unrecognized": ["x"]}}
     assert ld.call_error("custommsg-lsps-respond", {"peer_id": PEER_A, "id": "q"}).code == 3310
+
+
+def test_a_call_ends_at_its_deadline_not_at_the_next_sweep(ld: FakeLightningd) -> None:
+    """A call's deadline is kept by the timer thread like every wait's (it sleeps until the earliest),
+    not by the once-a-second sweep: five 50 ms calls each fail with 3351 well under a second."""
+    elapsed = []
+    for _ in range(5):
+        started = time.monotonic()
+        error = ld.call_error("custommsg-lsps-call", {"peer_id": PEER_A, "method": "m", "timeout": 0.05})
+        elapsed.append(time.monotonic() - started)
+        assert error.code == 3351
+    assert min(elapsed) >= 0.05 and max(elapsed) < 0.5, elapsed
