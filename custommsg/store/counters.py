@@ -24,7 +24,7 @@ class CounterQueries:
 
     def count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
         """Add to a persistent counter; written with the next transaction."""
-        with self.store._lock:
+        with self.store.lock:
             self._pending[(peer_id, msg_type, name)] += n
 
     def flush_into(self, db: Db) -> Counter[CounterKey]:
@@ -49,7 +49,7 @@ class CounterQueries:
         written, which is when the storage-error counts matter most.
         """
         clauses, args = where(peer_id, type=msg_type)
-        with self.store._lock:
+        with self.store.lock:
             rows = self.store.read(
                 "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {clauses}" if clauses else ""), args
             )

@@ -29,7 +29,7 @@ from .query import Db
 class Store:
     def __init__(self, path: str):
         self.path = path
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # the query parts hold it too
         self.counters = CounterQueries(self)  # before the engine: the first transaction flushes it
         with self._wrapped(f"cannot open the custommsg database {path}"):
             self._engine = sqlite.SqliteEngine(path)
@@ -75,7 +75,7 @@ class Store:
 
     @contextmanager
     def _transaction_raw(self, what: str | None = None) -> Iterator[Db]:
-        with self._lock, self._wrapped(what):
+        with self.lock, self._wrapped(what):
             self._engine.begin()
             try:
                 yield self._engine
@@ -87,14 +87,14 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Db]:
         """All or nothing, behind the lock; the counts not yet written go in with it."""
-        with self._lock:
+        with self.lock:
             with self._transaction_raw() as db:
                 yield db
                 flushed = self.counters.flush_into(db)
             self.counters.written(flushed)
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock, self._wrapped():
+        with self.lock, self._wrapped():
             return list(self._engine.execute(sql, args).fetchall())
 
     def paged(self, columns: str, table: str, filters: tuple[str, list[Any]], column: str,
@@ -108,7 +108,7 @@ class Store:
         return self.read(sql, [*args, page.start, limit])
 
     def last_inbox_index(self) -> int:
-        with self._lock, self._wrapped():
+        with self.lock, self._wrapped():
             return self._engine.last_inbox_index()
 
     def flush(self) -> None:
@@ -116,7 +116,7 @@ class Store:
             pass
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             try:
                 self.flush()
             except StorageError:
