@@ -143,7 +143,8 @@ class EventLoopPlugin(SeamPlugin):
                     messages, partial = split_frames(partial + chunk)
                     for message in messages:
                         self._handle(message)
-                elif self.async_rpc is not None:
+                elif self.async_rpc is not None and key.fileobj is self.async_rpc.sock:
+                    # Not when handling stdin earlier in this round lost (or replaced) the socket.
                     if events & selectors.EVENT_READ:
                         self.async_rpc.on_readable()
                     if events & selectors.EVENT_WRITE and self.async_rpc.sock is not None:

@@ -185,7 +185,8 @@ class AsyncRpc:
             self._lost(exc)
 
     def on_readable(self) -> None:
-        assert self.sock is not None
+        if self.sock is None:  # lost since the loop saw it readable
+            return
         try:
             chunk = self.sock.recv(1 << 16)
         except BlockingIOError:
