@@ -229,16 +229,16 @@ def send_acked(node, peer, msg):
 
 
 def test_hello_flood_is_not_amplified(node_factory):
-    """l1 runs custommsg and is under test, with the retransmit interval set to 10 s; l2 is the
-    hostile peer: no custommsg, only receiver.py, injecting hellos with native sendcustommsg;
-    l3 runs custommsg and is an honest peer of l1.
+    """l1 runs custommsg and is under test, its retransmit interval cut from 10 s to 2 s so that the
+    flood spans a few; l2 is the hostile peer: no custommsg, only receiver.py, injecting hellos
+    with native sendcustommsg; l3 runs custommsg and is an honest peer of l1.
 
     l2 says hello, so l1 sends it 5 acknowledged messages, which it never acknowledges. Then l2
     sends 2000 hellos (reply=0). Meanwhile an acknowledged send from l1 to l3 is delivered. After
     the flood l2 has received at most 5 x (1 + intervals elapsed + 1) envelopes, each waiting
     entry at most once per interval, and far fewer hellos than it sent.
     """
-    retransmit_after = 10
+    retransmit_after = 2
     l1 = node_factory.get_node(options={"plugin": str(PLUGIN)}, start=False)
     l1.daemon.env["CUSTOMMSG_DEV_RETRANSMIT_AFTER"] = str(retransmit_after)
     l1.start()
