@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 from pyln.client import RpcError
@@ -112,7 +113,7 @@ def test_numbers_and_strings_json_cannot_write_back_are_refused(node_factory):
     l1.connect(l2)
     peer = l2.info["id"]
 
-    outcome: dict[str, RpcError] = {}
+    outcome: dict[str, Any] = {}
 
     def call() -> None:
         try:
