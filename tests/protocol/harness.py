@@ -27,7 +27,7 @@ What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
 * ``sendcustommsg`` checks, in lightningd's order: node id, ``msg`` present, type not
   internal, peer known, peer connected (lightningd/connect_control.c). It does *not*
   check hex or length; a message that would reach connectd empty or truncated (which
-  aborts connectd and the node, cln-facts §1.3) is recorded in :attr:`fatal` so the
+  aborts connectd and the node: connectd/multiplex.c next_msg_for_peer) is recorded in :attr:`fatal` so the
   test fails at teardown. Like lightningd it reads ``msg`` from the raw JSON token
   (escapes included) and forwards the raw tokens to the hook (:class:`RawStr`).
 * It kills a plugin whose log notification has no string ``message`` or an unknown
@@ -72,7 +72,7 @@ CLN_VERSION = "v26.06-258-g090f4b0e6"
 OWN_ID = "02eec7245d6b7d2ccb30380bfbe2a3648cd7a942653f5aa340edcea1f283686619"
 
 # wire/peer_wire.csv minus peer_storage (7) and peer_storage_retrieval (9): the types
-# lightningd refuses to send and never hands to the custommsg hook (cln-facts §2).
+# lightningd refuses to send and never hands to the custommsg hook (wire/peer_wire.c peer_wire_is_internal).
 INTERNAL_TYPES = {
     0: "WIRE_PROTOCOL_BATCH_ELEMENT", 1: "WIRE_WARNING", 2: "WIRE_STFU", 16: "WIRE_INIT", 17: "WIRE_ERROR",
     18: "WIRE_PING", 19: "WIRE_PONG", 32: "WIRE_OPEN_CHANNEL", 33: "WIRE_ACCEPT_CHANNEL",
