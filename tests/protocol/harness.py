@@ -1,6 +1,6 @@
 """A fake lightningd that runs ``plugin.py`` as a real subprocess and speaks CLN's plugin protocol to it.
 
-What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
+What lightningd does, and this module copies (CLN v26.06-258, the source files named below):
 
 * It starts the plugin with pipes for stdin/stdout, ``LIGHTNINGD_PLUGIN=1`` and
   ``LIGHTNINGD_VERSION`` in the environment and the network directory as working
