@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 from pyln.client import RpcError
@@ -112,7 +113,7 @@ def test_numbers_and_strings_json_cannot_write_back_are_refused(node_factory):
     l1.connect(l2)
     peer = l2.info["id"]
 
-    outcome: dict[str, RpcError] = {}
+    outcome: dict[str, Any] = {}
 
     def call() -> None:
         try:
@@ -139,7 +140,10 @@ def test_numbers_and_strings_json_cannot_write_back_are_refused(node_factory):
     wait_for(lambda: session(l1)["dropped"]["malformed"] == 1 + len(NOT_STRICT_JSON))
     assert inbox(l1) == []
     assert session(l1)["stored"] == 0
-    time.sleep(2)  # time enough for an answer to go out, if one were going
+    # l1 handled every frame (stats above) and sends to one peer in order, as do lightningd and
+    # connectd: once a message l1 sends now reaches l2, so has any answer to those frames.
+    l1.rpc.call("custommsg-send", {"node_id": peer, "msg": "8001" + b"after the frames".hex()})
+    l2.daemon.wait_for_log(f"receiver got 8001{b'after the frames'.hex()}")
     assert parse_errors(l2) == 1  # no answer to the malformed frames after the first: no amplification
     assert got(l2, f"{LSPS:04x}") == 2  # the request and that one answer
 
@@ -229,16 +233,16 @@ def send_acked(node, peer, msg):
 
 
 def test_hello_flood_is_not_amplified(node_factory):
-    """l1 runs custommsg and is under test, with the retransmit interval set to 10 s; l2 is the
-    hostile peer: no custommsg, only receiver.py, injecting hellos with native sendcustommsg;
-    l3 runs custommsg and is an honest peer of l1.
+    """l1 runs custommsg and is under test, its retransmit interval cut from 10 s to 2 s so that the
+    flood spans a few; l2 is the hostile peer: no custommsg, only receiver.py, injecting hellos
+    with native sendcustommsg; l3 runs custommsg and is an honest peer of l1.
 
     l2 says hello, so l1 sends it 5 acknowledged messages, which it never acknowledges. Then l2
     sends 2000 hellos (reply=0). Meanwhile an acknowledged send from l1 to l3 is delivered. After
     the flood l2 has received at most 5 x (1 + intervals elapsed + 1) envelopes, each waiting
     entry at most once per interval, and far fewer hellos than it sent.
     """
-    retransmit_after = 10
+    retransmit_after = 2
     l1 = node_factory.get_node(options={"plugin": str(PLUGIN)}, start=False)
     l1.daemon.env["CUSTOMMSG_DEV_RETRANSMIT_AFTER"] = str(retransmit_after)
     l1.start()

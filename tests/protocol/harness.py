@@ -1,6 +1,6 @@
 """A fake lightningd that runs ``plugin.py`` as a real subprocess and speaks CLN's plugin protocol to it.
 
-What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
+What lightningd does, and this module copies (CLN v26.06-258, the source files named below):
 
 * It starts the plugin with pipes for stdin/stdout, ``LIGHTNINGD_PLUGIN=1`` and
   ``LIGHTNINGD_VERSION`` in the environment and the network directory as working
@@ -27,7 +27,7 @@ What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
 * ``sendcustommsg`` checks, in lightningd's order: node id, ``msg`` present, type not
   internal, peer known, peer connected (lightningd/connect_control.c). It does *not*
   check hex or length; a message that would reach connectd empty or truncated (which
-  aborts connectd and the node, cln-facts §1.3) is recorded in :attr:`fatal` so the
+  aborts connectd and the node: connectd/multiplex.c next_msg_for_peer) is recorded in :attr:`fatal` so the
   test fails at teardown. Like lightningd it reads ``msg`` from the raw JSON token
   (escapes included) and forwards the raw tokens to the hook (:class:`RawStr`).
 * It kills a plugin whose log notification has no string ``message`` or an unknown
@@ -37,6 +37,14 @@ What lightningd does, and this module copies (CLN v26.06-258, /opt/cln/src):
 
 Every successful ``custommsg-*`` answer and every ``custommsg_*`` notification is validated against
 its JSON schema in ``doc/schemas`` (``tests/schema_check``); a mismatch is reported at teardown.
+
+lightningd reads what a plugin writes with jsmn in strict mode (common/json_parse_simple.h:
+``#define JSMN_STRICT 1``), where a value that is not a string, object or array must start with
+``-``, a digit, ``t``, ``f`` or ``n``: ``NaN`` or ``Infinity`` fails the parse and lightningd kills
+the plugin. ``-Infinity`` and a lone surrogate (a ``\\ud800`` escape, which names no character: RFC
+8259, section 8.2) get through jsmn but are no JSON for the strict readers lightningd hands them on
+to. Python's json reads all of them; here each one in what the plugin writes on stdout is reported at
+teardown.
 
 Nothing here imports the plugin's own code: the expectations are independent of it.
 """
@@ -72,7 +80,7 @@ CLN_VERSION = "v26.06-258-g090f4b0e6"
 OWN_ID = "02eec7245d6b7d2ccb30380bfbe2a3648cd7a942653f5aa340edcea1f283686619"
 
 # wire/peer_wire.csv minus peer_storage (7) and peer_storage_retrieval (9): the types
-# lightningd refuses to send and never hands to the custommsg hook (cln-facts §2).
+# lightningd refuses to send and never hands to the custommsg hook (wire/peer_wire.c peer_wire_is_internal).
 INTERNAL_TYPES = {
     0: "WIRE_PROTOCOL_BATCH_ELEMENT", 1: "WIRE_WARNING", 2: "WIRE_STFU", 16: "WIRE_INIT", 17: "WIRE_ERROR",
     18: "WIRE_PING", 19: "WIRE_PONG", 32: "WIRE_OPEN_CHANNEL", 33: "WIRE_ACCEPT_CHANNEL",
@@ -150,6 +158,25 @@ def dumps_raw(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(dumps_raw(v) for v in value) + "]"
     return json.dumps(value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what json makes of a lone surrogate escape (a pair is one character)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string (or key) in ``value`` holds a surrogate code point; iterative, for any depth."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack += item
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+    return False
 
 
 class ProtocolError(AssertionError):
@@ -384,6 +411,7 @@ class FakeLightningd:
         self.logs: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self.unexpected: list[Any] = []
+        self.refused: list[str] = []  # what the plugin wrote that is no JSON to lightningd or its readers
         self.stderr = b""
         self.manifest: dict[str, Any] | None = None
         self.init_result: Any = None
@@ -550,7 +578,13 @@ class FakeLightningd:
 
     def _read_stdout(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        decoder = json.JSONDecoder()
+        constants: list[str] = []
+
+        def constant(name: str) -> float:
+            constants.append(name)
+            return float(name)  # read on, as Python's json does; reported below
+
+        decoder = json.JSONDecoder(parse_constant=constant)
         utf8 = codecs.getincrementaldecoder("utf-8")()
         text = ""
         fd = proc.stdout.fileno()
@@ -571,6 +605,7 @@ class FakeLightningd:
                 text = text.lstrip()
                 if not text:
                     break
+                constants.clear()
                 try:
                     obj, end = decoder.raw_decode(text)
                 except json.JSONDecodeError:
@@ -579,6 +614,15 @@ class FakeLightningd:
                         text = text[text.find("{") :] if "{" in text else ""
                         continue
                     break
+                except RecursionError:  # too deep for this thread's stack: skip to the object's end
+                    if "\n\n" not in text:
+                        break
+                    self.unexpected.append(("too deep to read", text[:200]))
+                    text = text[text.find("\n\n") :]
+                    continue
+                if constants or _has_lone_surrogate(obj):
+                    why = f"the constant {constants[0]}" if constants else "a lone surrogate"
+                    self.refused.append(f"{why} in {text[:end][:200]!r}")
                 text = text[end:]
                 self._route(obj)
         proc.stdout.close()
@@ -913,6 +957,7 @@ class FakeLightningd:
         found += self.schema_mismatches
         found += [f"fake lightningd: {e}" for e in self.harness_errors]
         found += [f"unexpected output from the plugin: {u!r}"[:300] for u in self.unexpected]
+        found += [f"lightningd would refuse this JSON: {r}"[:300] for r in self.refused]
         declared = {n["method"] for n in (self.manifest or {}).get("notifications", [])}
         for note in self.notifications:
             if note.get("method") not in declared:

@@ -83,6 +83,8 @@ def test_hello_at_start_and_on_connect_and_the_answer(ld: FakeLightningd) -> Non
     ld.custommsg(PEER_A, HELLO_1)
     ld.custommsg(PEER_A, HELLO + "0002fe" + "beef")  # a later version, unknown flags and bytes: answered the same
     wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 3)
+    # No later event marks "no answer to HELLO_1": the plugin wrote any answer before it answered
+    # that hook call, and this is time for the fake lightningd to take it (a guard round trip, ~1 ms).
     time.sleep(0.1)
     assert len(acked_sent_to(ld, PEER_A)) == 3
     for malformed in (HELLO + "0001", HELLO + "000000", ACK + "00", ENVELOPE + u64(1) + u64(0) + "8001"):
@@ -125,8 +127,8 @@ def test_acknowledgement_marks_delivered(ld: FakeLightningd) -> None:
     waiting = ld.start_call("custommsg-outbox-wait", {"id": 1, "timeout": 5})
     ld.custommsg(PEER_A, ack(sent["stream"] + 1, 1))  # another stream's ack: ignored
     ld.custommsg(PEER_A, ack(sent["stream"], 2))  # beyond what was sent: ignored
-    time.sleep(0.1)
-    assert not waiting.done() and statuses(ld) == ["sent"]
+    assert statuses(ld) == ["sent"]  # answered after the plugin handled both acks
+    assert not waiting.done()
     ld.custommsg(PEER_A, ack(sent["stream"], 1))
     done = waiting.result(timeout=3)
     assert done["status"] == "delivered" and done["delivered_at"] >= done["sent_at"] >= done["created_at"]
@@ -164,6 +166,8 @@ def test_retransmit_on_reconnect(ld: FakeLightningd) -> None:
     ld.disconnect_peer(PEER_A)
     ld.connect_peer(PEER_A)
     wait_for(lambda: acked_sent_to(ld, PEER_A)[-1] == {"hello": 1, "reply": False})
+    # A retransmission would come from the sender thread on its own time, and nothing marks
+    # that none is coming: this is time for one to be handed over (milliseconds) if it were.
     time.sleep(0.1)
     assert len(envelopes_to(ld, PEER_A)) == 3  # nothing before the peer's hello
     ld.custommsg(PEER_A, HELLO_1)  # its answer to our hello
@@ -186,6 +190,8 @@ def test_retransmit_after_timeout_while_connected(monkeypatch: pytest.MonkeyPatc
     assert first == again
     ld.custommsg(PEER_A, ack(first["stream"], 1))
     wait_for(lambda: statuses(ld) == ["delivered"])
+    # A true "nothing within the retransmit interval": a retransmission the ack failed to stop
+    # would go within RETRANSMIT_AFTER (1 s) plus one sweep period (1 s) of the last envelope.
     time.sleep(2.2)
     assert len(envelopes_to(ld, PEER_A)) == 2
 
@@ -361,7 +367,9 @@ def test_rate_limited_envelope_is_not_acked(make_ld: MakeLd) -> None:
     ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))
     ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb"))
     wait_for(lambda: acks_to(ld, PEER_A))
-    time.sleep(0.2)
+    # No later event marks "no ack for seq 2": the plugin wrote any such ack before it answered
+    # that hook call, right after the first; this is time for the fake lightningd to take it.
+    time.sleep(0.1)
     assert acks_to(ld, PEER_A) == [{"stream": STREAM, "seq": 1}]
     assert [m["payload"] for m in inbox(ld)] == ["8001aa"]
     assert ld.call("custommsg-stats")["session"]["dropped"]["rate"] == 1

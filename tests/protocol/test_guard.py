@@ -1,7 +1,7 @@
 """The rpc_command hook on native sendcustommsg, called as lightningd calls it for any client.
 
 lightningd does not check that ``msg`` is hex nor its length, and an empty, invalid or
-65536-byte message aborts connectd and the node (cln-facts §1.3). The guard refuses
+65536-byte message aborts connectd and the node (connectd/multiplex.c next_msg_for_peer). The guard refuses
 exactly those (and invalid node ids), and lets everything else through for lightningd
 to judge, whether ``params`` is an object (pyln, ``-k``) or an array (lightning-cli).
 """

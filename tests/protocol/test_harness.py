@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .conftest import PEER_A, MakeLd
-from .harness import FakeLightningd
+from .harness import FakeLightningd, wait_for
 
 DEADLOCK_PLUGIN = Path(__file__).parent / "plugins" / "deadlock.py"
 
@@ -18,9 +18,12 @@ def test_reproduces_sendcustommsg_deadlock(make_ld: MakeLd) -> None:
     ld = make_ld(start=False, plugin_path=DEADLOCK_PLUGIN)
     ld.start()
     call = ld.start_call("send-sync", {"node_id": PEER_A, "msg": "8001"})
-    time.sleep(1.0)
+    # lightningd has the call and runs the hook first; then a true hang check: a hook answer
+    # takes about a millisecond, so 0.2 s without one (and without the send) is a hang.
+    wait_for(lambda: [m for _, m, _ in ld.rpc.requests if m == "sendcustommsg"], timeout=3)
+    time.sleep(0.2)
     assert not call.done()  # the hook call to the plugin's stdin is never read
-    assert ld.sent == []
+    assert ld.sent == [] and ld.rpc_command_answers == []
     ld.kill()
     assert call.error(timeout=2).code == -4
 

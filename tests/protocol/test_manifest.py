@@ -66,7 +66,8 @@ def test_manifest_methods_explain_themselves(ld: FakeLightningd) -> None:
         assert methods[name]["description"].split() == [
             word for word in text.split()
         ], f"{name}: description and usage disagree"
-    # No method is named like a built-in: that segfaults this lightningd at manifest time (cln-facts §11.10).
+    # No method is named like a built-in: that segfaults this lightningd at manifest time (lightningd/plugin.c
+    # plugin_rpcmethod_add: find_plugin_for_command finds no plugin for a built-in, then p->cmd).
     assert not {"sendcustommsg", "getinfo", "listpeers", "wait"} & set(methods)
 
 

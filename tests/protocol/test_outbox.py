@@ -106,8 +106,9 @@ def test_ttl_expiry(ld: FakeLightningd) -> None:
     assert expired["reason"] == "ttl passed" and "sent_at" not in expired
     assert waiting["status"] == "queued"
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: app_sent_to(ld, OFFLINE_PEER) == ["8001bb"], timeout=3)
-    time.sleep(0.1)
+    # The delivery hands entries over oldest first and sends only queued ones: once the newer
+    # entry is sent, the expired one has not gone before it and will not go after.
+    wait_for(lambda: [e["status"] for e in outbox(ld)] == ["expired", "sent"], timeout=3)
     assert app_sent_to(ld, OFFLINE_PEER) == ["8001bb"]
 
 
@@ -172,8 +173,9 @@ def test_cancel_during_delivery(ld: FakeLightningd) -> None:
     wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
     assert ld.call("custommsg-cancel", {"id": 3}, timeout=2)["status"] == "cancelled"
     gate.set()
-    wait_for(lambda: outbox(ld)[1]["status"] == "sent", timeout=3)
-    time.sleep(0.1)
+    # The delivery logs its count when it is over (it sent more than one): nothing of it can follow.
+    (done,) = wait_for(lambda: ld.log_lines(f"expired for {OFFLINE_PEER}"), timeout=3)
+    assert done == f"outbox: 2 sent, 0 expired for {OFFLINE_PEER}"
     assert app_sent_to(ld, OFFLINE_PEER) == ["8001aa", "8001bb"]
     assert [e["status"] for e in outbox(ld)] == ["sent", "sent", "cancelled"]
 
@@ -190,7 +192,7 @@ def test_request_reply(ld: FakeLightningd) -> None:
     ld.custommsg(PEER_B, payload(0x8003, b"\xc0\xff\xee"))  # another peer
     ld.custommsg(PEER_A, payload(0x8005, b"\xc0\xff\xee"))  # another type
     ld.custommsg(PEER_A, payload(0x8003, b"\xc0\xff\xef"))  # another prefix
-    time.sleep(0.05)
+    ld.call("custommsg-stats")  # answered after the plugin handled the three hook calls before it
     assert not call.done()
     ld.custommsg(PEER_A, payload(0x8003, b"\xc0\xff\xee" + b"ok"))
     result = call.result(timeout=2)
@@ -272,7 +274,7 @@ def test_request_fails_on_disconnect(ld: FakeLightningd) -> None:
     err = call_a.error(timeout=2)
     assert err.code == 3344 and err.data == {"peer_id": PEER_A, "reply_type": 0x8003}
     assert time.monotonic() - started < 1
-    time.sleep(0.05)
+    ld.call("custommsg-stats")  # answered after the plugin handled the disconnect notification
     assert not call_b.done() and not waiting.done()
     ld.custommsg(PEER_B, payload(0x8003))
     assert call_b.result(timeout=2)["reply"]["peer_id"] == PEER_B
@@ -341,12 +343,15 @@ def test_disconnect_during_delivery(ld: FakeLightningd) -> None:
     gate.set()
     wait_for(lambda: ld.sends_waiting == 0, timeout=3)
     ld.disconnect_peer(OFFLINE_PEER)
-    time.sleep(0.1)
+    # A delivery that stops early logs so when it is over (lightningd refuses every send meanwhile).
+    wait_for(lambda: ld.log_lines(f"0 sent, 0 expired for {OFFLINE_PEER} (interrupted by a disconnect)"), timeout=3)
     assert app_sent_to(ld, OFFLINE_PEER) == []
-    assert [e["status"] for e in outbox(ld)] == ["queued"] * 3
+    wait_for(lambda: [e["status"] for e in outbox(ld)] == ["queued"] * 3, timeout=3)
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: len(app_sent_to(ld, OFFLINE_PEER)) == 3, timeout=3)
-    time.sleep(0.1)
+    # One that sends more than one logs its count when it is over: nothing of it can follow.
+    done = wait_for(lambda: [line for line in ld.log_lines(f"expired for {OFFLINE_PEER}") if "interrupted" not in line],
+                    timeout=3)
+    assert done == [f"outbox: 3 sent, 0 expired for {OFFLINE_PEER}"]
     assert app_sent_to(ld, OFFLINE_PEER) == ["8001aa", "8001bb", "8001cc"]
 
 

@@ -172,7 +172,7 @@ def test_wait_parks_until_match(ld: FakeLightningd) -> None:
     ld.custommsg(PEER_B, payload(0x8003, "old"))  # index 1: below nextvalue
     waiting = ld.start_call("custommsg-wait", {"nextvalue": 2, "peer_id": PEER_B, "type": 0x8003})
     any_wait = ld.start_call("custommsg-wait", {"nextvalue": 3})
-    time.sleep(0.1)
+    ld.call("custommsg-stats")  # answered after the plugin handled both waits: neither was answered at once
     assert not waiting.done() and not any_wait.done()
     ld.custommsg(PEER_A, payload(0x8003, "wrong peer"))  # 2
     ld.custommsg(PEER_B, payload(0x8001, "wrong type"))  # 3
@@ -410,7 +410,8 @@ def test_waiters_survive_shutdown(ld: FakeLightningd) -> None:
 def test_hook_throughput(ld: FakeLightningd) -> None:
     """1000 hook calls in flight at once (lightningd does not wait between peers' messages) are all answered.
 
-    A slow custommsg hook throttles all inbound traffic from that peer (cln-facts §3.3), so
+    A slow custommsg hook throttles all inbound traffic from that peer (connectd/multiplex.c:
+    read_body_from_peer_done waits until custommsg_completed), so
     the hook must stay fast: here well under 10 ms a message.
     """
     started = time.monotonic()

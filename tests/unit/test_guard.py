@@ -1,9 +1,11 @@
 """guard.py: the verdict on a native ``sendcustommsg`` call seen by the rpc_command hook.
 
 The guard refuses exactly what would crash lightningd or be silently truncated
-(cln-facts §1.2, §1.3), and lets everything else through to lightningd's own
-checks. ``params`` arrive as an object (pyln, ``lightning-cli -k``) or as a
-positional array (plain ``lightning-cli sendcustommsg ID HEX``); both are tested.
+(common/json_param.c param_bin_from_hex lets bad hex through as an empty message; the
+u16 msg_len of connectd_custommsg_out in connectd/connectd_wire.csv truncates a long one;
+connectd/multiplex.c next_msg_for_peer aborts on an empty one), and lets everything else
+through to lightningd's own checks. ``params`` arrive as an object (pyln, ``lightning-cli -k``)
+or as a positional array (plain ``lightning-cli sendcustommsg ID HEX``); both are tested.
 """
 
 from __future__ import annotations

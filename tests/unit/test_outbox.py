@@ -101,12 +101,23 @@ def test_per_peer_bound(outbox: Outbox, store: Store) -> None:
     assert outbox.enqueue(A, msg(5)).id == 7
 
 
-def test_only_queued_entries_count_against_the_bound(outbox: Outbox) -> None:
+def test_only_queued_entries_count_against_the_bound(outbox: Outbox, store: Store) -> None:
+    # given per_peer_max=5 queued for A, all then sent; when 5 more are queued; then each is
+    # accepted and queued, the sent ones stay sent, and a 6th queued one is refused again
     for n in range(5):
         outbox.enqueue(A, msg(n))
     outbox.deliver(A, Recorder())
-    for n in range(5):
-        outbox.enqueue(A, msg(10 + n))
+    later = [outbox.enqueue(A, msg(10 + n)) for n in range(5)]
+    assert [(e.id, e.status, e.payload) for e in later] == [
+        (6, QUEUED, b"\x80\x01\x0a"), (7, QUEUED, b"\x80\x01\x0b"), (8, QUEUED, b"\x80\x01\x0c"),
+        (9, QUEUED, b"\x80\x01\x0d"), (10, QUEUED, b"\x80\x01\x0e"),
+    ]
+    assert statuses(store) == {
+        1: SENT, 2: SENT, 3: SENT, 4: SENT, 5: SENT, 6: QUEUED, 7: QUEUED, 8: QUEUED, 9: QUEUED, 10: QUEUED
+    }
+    with pytest.raises(CustomMsgError) as caught:
+        outbox.enqueue(A, msg(15))
+    assert caught.value.code == errors.OUTBOX_FULL
 
 
 # -- deliver ---------------------------------------------------------------------------

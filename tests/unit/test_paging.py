@@ -1,4 +1,8 @@
-"""paging.py: index/start/limit checked as lightningd's list commands check them (cln-facts §8)."""
+"""paging.py: index/start/limit checked as lightningd's list commands check them.
+
+lightningd/wait.c param_index, and lightningd/invoice.c json_listinvoices ("Can only specify
+{start} with {index}", "Can only specify {limit} with {index}").
+"""
 
 from __future__ import annotations
 

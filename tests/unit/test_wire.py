@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import coincurve
 import pytest
 
 from custommsg.core import errors, wire
@@ -33,22 +32,13 @@ OWN = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
 PEER_03 = "03fff97bd5755eeea420453a14355235d382f6472f8568a18b2f057a1460297556"
 X_OF_PEER = PEER[2:]
 
+# x = 5, the smallest x with no point on secp256k1 (y^2 = x^3 + 7 mod p): 132 is not a square
+# mod p (Euler's criterion: pow(132, (p - 1) // 2, p) == p - 1), so 02||x and 03||x are no keys.
+X_OFF_CURVE = "0000000000000000000000000000000000000000000000000000000000000005"
 
-def _x_not_on_curve() -> str:
-    """The smallest x (as 64 hex digits) for which 02||x is not a point of secp256k1."""
-    for x in range(1, 1000):
-        candidate = x.to_bytes(32, "big")
-        try:
-            coincurve.PublicKey(b"\x02" + candidate)
-        except ValueError:
-            return candidate.hex()
-    raise AssertionError("every small x is on the curve?")
-
-
-X_OFF_CURVE = _x_not_on_curve()
-
-# cln-facts.md §2: the 50 "YES" rows, copied by hand from the table (CLN v26.06).
-CLN_FACTS_INTERNAL = {
+# The 50 msgtypes of wire/peer_wire.csv that wire/peer_wire.c peer_wire_is_internal calls internal
+# (all but peer_storage 7 and peer_storage_retrieval 9), copied by hand (CLN v26.06-258).
+CLN_INTERNAL = {
     0: "protocol_batch_element", 1: "warning", 2: "stfu", 16: "init", 17: "error", 18: "ping", 19: "pong",
     32: "open_channel", 33: "accept_channel", 34: "funding_created", 35: "funding_signed",
     36: "channel_ready", 38: "shutdown", 39: "closing_signed", 40: "closing_complete", 41: "closing_sig",
@@ -324,12 +314,15 @@ def test_parse_node_id_returns_lower_case(value: str, expected: str) -> None:
     assert parse_node_id(value) == expected
 
 
-def test_off_curve_x_is_really_off_curve() -> None:
-    # the x found by the loop; its sibling with 03 is just as invalid (same x, other y)
-    with pytest.raises(ValueError):
-        coincurve.PublicKey(bytes.fromhex("02" + X_OFF_CURVE))
-    with pytest.raises(ValueError):
-        coincurve.PublicKey(bytes.fromhex("03" + X_OFF_CURVE))
+@pytest.mark.parametrize("prefix", ["02", "03"])
+def test_parse_node_id_refuses_a_point_off_the_curve(prefix: str) -> None:
+    # given 66 hex digits with a valid prefix but an x with no point (x = 5); then refused, and why
+    value = prefix + "0000000000000000000000000000000000000000000000000000000000000005"
+    with pytest.raises(ValidationError) as caught:
+        parse_node_id(value)
+    assert caught.value.code == errors.INVALID_NODE_ID
+    assert caught.value.message == f"node_id {value} is not a valid public key: not a point on secp256k1"
+    assert caught.value.data == {"reason": "not on curve"}
 
 
 def test_parse_node_id_names_the_parameter() -> None:
@@ -355,8 +348,8 @@ def test_every_internal_type_is_refused(msg_type: int, name: str) -> None:
         assert caught.value.data == {"type": msg_type, "name": name}
 
 
-def test_internal_types_match_cln_facts_section_2() -> None:
-    assert INTERNAL_TYPES == CLN_FACTS_INTERNAL
+def test_internal_types_match_peer_wire_is_internal() -> None:
+    assert INTERNAL_TYPES == CLN_INTERNAL
     assert len(INTERNAL_TYPES) == 50
     assert PEER_STORAGE not in INTERNAL_TYPES and PEER_STORAGE_RETRIEVAL not in INTERNAL_TYPES
     assert {0, 127, 513} <= INTERNAL_TYPES.keys()

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A deliberately wrong plugin: guards sendcustommsg with rpc_command, then calls it from its main loop.
 
-Under lightningd this never returns (cln-facts §5); the harness must reproduce that.
+Under lightningd this never returns (lightningd/jsonrpc.c parse_request runs the rpc_command hook
+before the command: plugin_hook_call_rpc_command); the harness must reproduce that.
 """
 
 from pyln.client import Plugin
