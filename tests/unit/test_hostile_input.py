@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 
-from custommsg import ack
-from custommsg.ack import Ack, Envelope, Hello, MalformedAck
-from custommsg.blip50 import MAX_BODY_LEN, Frame, MalformedFrame, parse_frame
-from custommsg.errors import ValidationError
-from custommsg.lsps import tag
-from custommsg.schema import StoredMessage
+from custommsg.core import envelope as ack
+from custommsg.core.blip50 import MAX_BODY_LEN, Frame, MalformedFrame, parse_frame
+from custommsg.core.envelope import Ack, Envelope, Hello, MalformedAck
+from custommsg.core.errors import ValidationError
+from custommsg.core.records import StoredMessage
+from custommsg.lsps.endpoint import tag
 from tests.fuzz import (
     MAX_INT_DIGITS,
     MAX_JSON_DEPTH,
