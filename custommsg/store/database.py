@@ -86,11 +86,21 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Db]:
-        """All or nothing, behind the lock; the counts not yet written go in with it."""
+        """All or nothing, behind the lock; the counts not yet written go in with it. One context
+        manager, not three nested: it wraps every message stored."""
+        engine = self._engine
         with self.lock:
-            with self._transaction_raw() as db:
-                yield db
-                flushed = self.counters.flush_into(db)
+            try:
+                engine.begin()
+                try:
+                    yield engine
+                    flushed = self.counters.flush_into(engine)
+                    engine.commit()
+                except BaseException:
+                    engine.rollback()
+                    raise
+            except sqlite.ERRORS as exc:
+                raise StorageError(f"custommsg database {self.path}: {exc}", {"path": self.path}) from exc
             self.counters.written(flushed)
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

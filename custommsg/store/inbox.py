@@ -33,12 +33,11 @@ class InboxQueries:
         with self.store.transaction() as db:
             if gate is not None and not gate(db):
                 return None
-            row = db.execute(
+            created_index = db.insert(
                 "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING created_index",
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (bytes.fromhex(peer_id), msg_type, payload, received_at, *(astuple(rpc) if rpc else (None,) * 3)),
-            ).fetchone()
-            created_index = int(row[0])
+            )
             count = self.count + 1
             dropped: list[tuple[str, int]] = []
             if count > inbox_max:

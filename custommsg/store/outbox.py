@@ -41,13 +41,13 @@ class OutboxQueries:
             ).fetchone()[0]
             if pending >= per_peer_max:
                 return None
-            row = db.execute(
+            entry_id = db.insert(
                 "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, expires_at, ack) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (bytes.fromhex(peer_id), msg_type, payload, QUEUED, now, now, expires_at, int(ack)),
-            ).fetchone()
+            )
             return OutboxEntry(
-                int(row[0]), peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None, ack
+                entry_id, peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None, ack
             )
 
     def outbox_entry(self, entry_id: int) -> OutboxEntry | None:

@@ -44,6 +44,13 @@ class SqliteEngine:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, args)
 
+    def insert(self, sql: str, args: Sequence[Any]) -> int:
+        """Run an INSERT into a table whose key is an AUTOINCREMENT rowid; return the new key.
+        (SQLite's own lastrowid: a RETURNING clause costs a result row to fetch.)"""
+        cursor = self._db.execute(sql, args)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._db.executemany(sql, rows)
 
