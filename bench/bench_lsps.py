@@ -37,9 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from custommsg.core.blip50 import Request, Response
-
 from custommsg.core import errors
+from custommsg.core.blip50 import Request, Response
 from custommsg.node.rpcclient import LightningdError
 
 from .conftest import (
