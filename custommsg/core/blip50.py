@@ -2,7 +2,7 @@
 
 Sans I/O. ``Frame.serialize`` and :func:`parse_frame` are exact inverses (a body is what follows
 the 2-byte type); request ids; sanitising. Who is waiting for what, and who is muted, is
-``lspscalls``'s.
+``lsps.calls``'s.
 """
 
 from __future__ import annotations

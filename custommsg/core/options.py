@@ -18,7 +18,7 @@ from .errors import INVALID_PARAMETER, ValidationError
 from .policy import TypeSelection
 from .wire import INTERNAL_TYPES, MAX_TYPE
 
-# Acknowledged delivery's two timeouts (ack.HELLO_TIMEOUT, ack.RETRANSMIT_AFTER), shortened
+# Acknowledged delivery's two timeouts (envelope.HELLO_TIMEOUT, envelope.RETRANSMIT_AFTER), shortened
 # by the tests only: seconds, from the plugin's environment (README, "Development").
 HELLO_TIMEOUT_ENV = "CUSTOMMSG_DEV_HELLO_TIMEOUT"
 RETRANSMIT_AFTER_ENV = "CUSTOMMSG_DEV_RETRANSMIT_AFTER"
@@ -33,7 +33,7 @@ class Config:
     peer_rate: float
     peer_burst: int
     outbox_max: int
-    hello_timeout: float | None = None  # None: acknowledged delivery's own (ack.HELLO_TIMEOUT)
+    hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
     retransmit_after: float | None = None
 
 

@@ -1,6 +1,6 @@
 """Receive policy: which message types the inbox keeps, and how fast a peer may fill it.
 
-The option values that configure both are read in ``validate``.
+The option values that configure both are read in ``options``.
 """
 
 from __future__ import annotations

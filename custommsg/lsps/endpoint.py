@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..store.database import Store
 
 Done = Callable[[CustomMsgError | None], None]
-# service.send_now: hand a message to lightningd, then call done; on_crash answers for a bug.
+# Runtime.send_now: hand a message to lightningd, then call done; on_crash answers for a bug.
 Send = Callable[[str, Message, Done, Callable[[Exception], None]], None]
 OnError = Callable[[CustomMsgError], None]
 OnResult = Callable[[Any], None]

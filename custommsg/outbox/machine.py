@@ -113,7 +113,7 @@ class Outbox:
         return [moved for i in self.store.outbox.expired_ids(now) for moved in self._expire(i, now)]
 
     def _expire(self, entry_id: int, now: float) -> list[OutboxEntry]:
-        """ttl passed: the entry, and, if it had a seq, the later ones of its stream (ackstore.give_up)."""
+        """ttl passed: the entry, and, if it had a seq, the later ones of its stream (store.acked.give_up)."""
         entry = self.store.outbox.outbox_entry(entry_id)
         if entry is None or entry.status not in (QUEUED, SENT):
             return []

@@ -1,4 +1,4 @@
-"""Acknowledged delivery's state in the database (ackstore.py, outbox.py) and in memory (delivery.py).
+"""Acknowledged delivery's state in the database (store/acked.py, outbox/machine.py) and in memory (acked/delivery.py).
 
 On a real SQLite file and an injected clock: migration 4, the (stream, seq) an entry gets at
 its first hand-off, queued -> sending -> sent -> delivered, what cancel and ttl do to an entry
@@ -334,7 +334,7 @@ def test_last_moves_only_with_the_stored_message(store: Store, db_path: str) -> 
     assert store.inbox.count == 1
 
 
-# -- delivery.py: hellos, acks, timeouts in memory ----------------------------------------------
+# -- acked/delivery.py: hellos, acks, timeouts in memory ----------------------------------------------
 
 
 class Wiring:

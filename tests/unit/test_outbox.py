@@ -1,4 +1,4 @@
-"""outbox.py: the durable queue's state machine, on a real SQLite file and an injected clock.
+"""outbox/machine.py: the durable queue's state machine, on a real SQLite file and an injected clock.
 
 Each entry leaves ``queued`` exactly once: to sent, expired, cancelled or failed.
 The send function here records its calls instead of talking to lightningd.

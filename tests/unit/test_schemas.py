@@ -530,7 +530,7 @@ def _outbox(status: str, **fields: Any) -> OutboxEntry:
     return OutboxEntry(**base)
 
 
-# Each status as outbox.py leaves it: every transition sets updated_index and the reason it was given.
+# Each status as outbox/machine.py leaves it: every transition sets updated_index and the reason it was given.
 OUTBOX_SHAPES = {
     "queued": [_outbox("queued"), _outbox("queued", expires_at=61.5), _outbox("queued", updated_index=2)],
     "sending": [_outbox("sending", updated_index=1)],
@@ -540,7 +540,7 @@ OUTBOX_SHAPES = {
     "cancelled": [_outbox("cancelled", updated_index=1), _outbox("cancelled", updated_index=1, expires_at=61.5)],
     "failed": [_outbox("failed", updated_index=2, reason="lightningd refused it")],
     # Acknowledged delivery (ack=true): a seq from the first hand-off on; sent_at stays after sent.
-    # An ack that overtakes its sendcustommsg's answer (sending -> delivered) sets sent_at too (ackstore).
+    # An ack that overtakes its sendcustommsg's answer (sending -> delivered) sets sent_at too (store/acked.py).
     "delivered": [_outbox("delivered", updated_index=3, sent_at=2.5, ack=True, seq=1, delivered_at=3.5),
                   _outbox("delivered", updated_index=2, sent_at=3.5, ack=True, seq=1, delivered_at=3.5)],
 }
@@ -575,7 +575,7 @@ def test_outbox_wait_returns_exactly_the_settled_shapes(entry: OutboxEntry) -> N
 
 
 def test_the_plugins_delivered_shape_validates(store: Store) -> None:
-    """custommsg_delivered carries OutboxEntry.to_json() of each entry an ack delivers (ackstore.ack_delivered):
+    """custommsg_delivered carries OutboxEntry.to_json() of each entry an ack delivers (store.acked.ack_delivered):
     one acknowledged after it was sent, one (with a ttl) whose ack came during its hand-off."""
     payload = bytes.fromhex("8001aa")
     store.outbox.enqueue(B, 32769, payload, 1.5, None, 10, ack=True)
