@@ -69,6 +69,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.fuzz import strings_in
 from tests.schema_check import problems as schema_problems
 from tests.schema_check import schema_path
 
@@ -165,18 +166,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")  # what json makes of a lone surrogat
 
 def _has_lone_surrogate(value: Any) -> bool:
     """Whether a string (or key) in ``value`` holds a surrogate code point; iterative, for any depth."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack += item
-            stack += item.values()
-        elif isinstance(item, list):
-            stack += item
-    return False
+    return any(_SURROGATE.search(text) for text in strings_in(value))
 
 
 class ProtocolError(AssertionError):
