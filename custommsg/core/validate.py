@@ -9,6 +9,7 @@ layer above. Nothing here does I/O.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -169,7 +170,12 @@ def parse_bool(value: Any, name: str) -> bool:
 
 
 def parse_seconds(value: Any, name: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+    # lightningd forwards 1e400 (a valid JSON number), which Python reads as infinity: a ttl or a
+    # deadline of infinity could be stored but never written back as JSON.
+    if (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf
+        or (value == 0 and not allow_zero)
+    ):
         raise ValidationError(
             INVALID_PARAMETER,
             f"{name} must be a number of seconds {'>= 0' if allow_zero else '> 0'}",

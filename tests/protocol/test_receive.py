@@ -436,3 +436,23 @@ def test_method_params_that_look_like_a_hook(ld: FakeLightningd) -> None:
     ld.allowed_logs.append("Traceback")  # pyln logs the binding error
     err = ld.call_error("custommsg-list", {"method": "custommsg", "payload": "0007aa"})
     assert err.message
+
+
+_A = f'"{PEER_A}"'
+INFINITE_SECONDS = [
+    ("custommsg-wait", '{"nextvalue": 1, "timeout": 1e400}'),
+    ("custommsg-send", '{"node_id": ' + _A + ', "msg": "8001", "queue": true, "ttl": 1e400}'),
+    ("custommsg-send", '{"node_id": ' + _A + ', "msg": "8001", "ack": true, "ttl": -1e400}'),
+    ("custommsg-request", '{"node_id": ' + _A + ', "msg": "8001", "reply_type": 32771, "timeout": 1e400}'),
+    ("custommsg-lsps-call", '{"peer_id": ' + _A + ', "method": "m", "timeout": 1e400}'),
+    ("custommsg-outbox-wait", '{"id": 1, "timeout": 1e400}'),
+]
+
+
+@pytest.mark.parametrize(("method", "params"), INFINITE_SECONDS)
+def test_seconds_of_infinity_are_refused(ld: FakeLightningd, method: str, params: str) -> None:
+    """lightningd forwards 1e400 (valid JSON), which Python reads as infinity: refused with 3310,
+    so no ttl or deadline of infinity is stored, or written back as JSON lightningd cannot read."""
+    error = ld.start_call_raw(method, params).error()
+    assert error.code == 3310 and error.data["param"] in ("timeout", "ttl")
+    assert ld.call("custommsg-outbox")["outbox"] == []
