@@ -5,14 +5,15 @@ state (:class:`rules.PeerSupport`, :class:`rules.InFlight`, :class:`rules.HelloP
 the database (``store.acked``) the entries, the streams and ``last`` per stream. This
 module wires the rules to events:
 
-* a peer connects (or is connected when the plugin starts): our hello, reply=0;
+* we have acknowledged messages for a connected peer (it connects, the plugin starts, or one is
+  sent): our hello, reply=0, once per connection; a peer that asked for nothing hears nothing;
 * its hello: our answer (a reply=1, to a reply=0 only); the first on a connection, or a
   reply=0 (the peer's plugin has just started), sends its unacknowledged entries again;
   both paced per peer (:class:`rules.HelloPacer`), so a flood of hellos costs us little;
 * its envelope: the inner message is kept (``inbox.Receiver``) if it is the next of its
   stream, in the transaction that moves ``last``; then it is acknowledged;
 * its ack: the entries it covers become ``delivered`` (``custommsg_delivered``);
-* the sweep, once a second: a peer connected HELLO_TIMEOUT without a hello fails its
+* the sweep, once a second: a peer asked HELLO_TIMEOUT ago without a hello fails its
   acknowledged entries; entries unacknowledged RETRANSMIT_AFTER go again; owed replies go.
 
 Called from the main thread (the hook, connect and disconnect), the sender thread
@@ -38,7 +39,15 @@ from ..core.envelope import (
     answer,
     parse,
 )
-from ..core.errors import ACK_UNSUPPORTED, CustomMsgError, PeerError, StorageError, TransientError
+from ..core.errors import (
+    ACK_UNSUPPORTED,
+    INVALID_PARAMETER,
+    CustomMsgError,
+    PeerError,
+    StorageError,
+    TransientError,
+    ValidationError,
+)
 from ..core.records import OutboxEntry
 from ..core.wire import Message
 from ..inbox.receiver import Receiver
@@ -52,7 +61,7 @@ Log = Callable[..., None]
 Post = Callable[[str, Message], None]  # hand a hello or an ack to lightningd, from any thread
 Blocking = Callable[[str, Envelope], None]  # the sender thread's send: raises TransientError, CustomMsgError
 
-UNSUPPORTED = "the peer does not speak custommsg's acknowledged delivery (no hello within {:g} seconds of connecting)"
+UNSUPPORTED = "the peer does not speak custommsg's acknowledged delivery (no answer to our hello within {:g} seconds)"
 
 
 class DeliverSoon(Protocol):
@@ -64,9 +73,10 @@ class AckedDelivery:
     def __init__(
         self, store: Store, outbox: Outbox, receiver: Receiver, post: Post, deliver_soon: DeliverSoon,
         notify_delivered: Callable[[OutboxEntry], None], log: Log,
-        hello_timeout: float | None = None, retransmit_after: float | None = None,
+        hello_timeout: float | None = None, retransmit_after: float | None = None, enabled: bool = True,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
     ):
+        self.enabled = enabled  # custommsg-acked-delivery
         self.store = store
         self.outbox = outbox
         self.receiver = receiver
@@ -86,9 +96,20 @@ class AckedDelivery:
     # -- peers (main thread) ---------------------------------------------------
 
     def connected(self, peer_id: str) -> None:
+        """The peer connected (or was when the plugin started): our hello only if we have acknowledged
+        messages for it; a peer that asked for nothing hears nothing from us."""
         with self._lock:
             self.support.connected(peer_id, self.clock())
-        self.post(peer_id, Hello().message())
+        if self.enabled and self.store.acked.has_unsettled(peer_id):
+            self.ask(peer_id)
+
+    def ask(self, peer_id: str) -> None:
+        """We have acknowledged messages for the peer: say hello (reply=0), once per connection, so it
+        answers with its own if it speaks the protocol; HELLO_TIMEOUT from now it is judged."""
+        with self._lock:
+            first = self.support.ask(peer_id, self.clock())
+        if first:
+            self.post(peer_id, Hello().message())
 
     def disconnected(self, peer_id: str) -> None:
         with self._lock:
@@ -103,7 +124,13 @@ class AckedDelivery:
             return self.support.ready(peer_id)
 
     def check_supported(self, peer_id: str) -> None:
-        """custommsg-send with ack=true: fails at once (ACK_UNSUPPORTED) for a peer known not to speak it."""
+        """custommsg-send with ack=true: fails at once (ACK_UNSUPPORTED) for a peer known not to speak it,
+        and for every peer when the operator turned acknowledged delivery off."""
+        if not self.enabled:
+            raise ValidationError(
+                INVALID_PARAMETER, "acknowledged delivery is off on this node (custommsg-acked-delivery=false)",
+                {"param": "ack"},
+            )
         with self._lock:
             status = self.support.status(peer_id, self.clock())
         if status == "no":
@@ -113,7 +140,10 @@ class AckedDelivery:
     # -- what the peer sends (main thread) ---------------------------------------
 
     def receive(self, peer_id: str, raw: bytes) -> None:
-        """A hello, envelope or ack (whatever custommsg-type says); a malformed one is ignored."""
+        """A hello, envelope or ack (whatever custommsg-type says); a malformed one is ignored, and all
+        of them when acknowledged delivery is off (no hello answered, nothing stored or acknowledged)."""
+        if not self.enabled:
+            return
         try:
             value = parse(raw)
         except MalformedAck as exc:

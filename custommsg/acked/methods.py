@@ -28,7 +28,8 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
     runtime.acked.check_supported(peer_id)
     entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True)
     if not runtime.acked.ready(peer_id):
-        return _result(entry, "queued")  # its hello (after it connects) starts the delivery
+        runtime.acked.ask(peer_id)  # if it is connected: its hello in answer starts the delivery
+        return _result(entry, "queued")
 
     def job() -> None:
         runtime.deliver(peer_id)  # in order, behind whatever of the peer's outbox is before it
@@ -55,7 +56,7 @@ def peers(runtime: Runtime, reply: Reply, peer_id: Any = None) -> Any:
 
     Returns {peers}: the connected peers, those seen this run, and those with acknowledged
     messages waiting; each with peer_id, connected, ack_support (yes: it announced the
-    protocol on this connection; no: connected long enough without announcing it; unknown),
+    protocol on this connection; no: it left our announcement unanswered for 30 seconds; unknown),
     ack_version (of its last announcement), and its acknowledged messages queued and
     unacknowledged (handed over, no ack yet).
     """

@@ -17,18 +17,22 @@ Support = Literal["yes", "no", "unknown"]
 @dataclass
 class _Link:
     since: float | None = None  # connected since; None: not connected
+    asked: float | None = None  # when we said hello (reply=0) on this connection; None: not yet
     hello_now: bool = False  # a hello came on this connection
     version: int | None = None  # of the last hello ever received; None: never
     reported: bool = False  # due_unsupported() named it on this connection
 
 
 class PeerSupport:
-    """Which peers speak the protocol, from their hellos and how long they have been connected.
+    """Which peers speak the protocol, from their hellos and from how long ago we asked.
 
-    status(): "yes" once a hello came on this connection, or, before HELLO_TIMEOUT passed on it, if
-    one came on an earlier one; "no" once connected HELLO_TIMEOUT without a hello on it; "unknown"
-    otherwise. The connect event and a peer's first message race: a hello from a peer not connected
-    starts its connection, and connected() on a connected peer changes nothing.
+    We say hello to a peer only when we have acknowledged messages for it (or in answer to its own
+    hello): a peer that never asked hears nothing from us, and so has no reason to say hello either.
+    status(): "yes" once a hello came on this connection, or, if it has not, when one came on an
+    earlier one and we did not ask HELLO_TIMEOUT ago or more; "no" once we asked HELLO_TIMEOUT ago or
+    more on this connection without a hello; "unknown" otherwise. The connect event and a peer's
+    first message race: a hello from a peer not connected starts its connection, and connected()
+    on a connected peer changes nothing.
     """
 
     def __init__(self, hello_timeout: float = HELLO_TIMEOUT):
@@ -42,7 +46,16 @@ class PeerSupport:
 
     def disconnected(self, peer: str) -> None:
         if (link := self._links.get(peer)) is not None:
-            link.since, link.hello_now, link.reported = None, False, False
+            link.since, link.asked, link.hello_now, link.reported = None, None, False, False
+
+    def ask(self, peer: str, now: float) -> bool:
+        """We have acknowledged messages for the peer: True if our hello must go now (the first time on
+        this connection, if it is connected and has not said hello already)."""
+        link = self._links.get(peer)
+        if link is None or link.since is None or link.asked is not None or link.hello_now:
+            return False  # not connected (its connection will ask), asked already, or no need
+        link.asked = now
+        return True
 
     def hello(self, peer: str, version: int, now: float) -> None:
         self.connected(peer, now)
@@ -54,7 +67,7 @@ class PeerSupport:
             return "yes"
         if link.since is None:
             return "unknown"
-        if now - link.since >= self.hello_timeout:
+        if link.asked is not None and now - link.asked >= self.hello_timeout:
             return "no"
         return "unknown" if link.version is None else "yes"
 

@@ -10,9 +10,10 @@ Messages (integers big-endian; each is ``u16 type || body``, as in BOLT #1)::
 The types are odd ("it's ok to be odd": a node without the protocol ignores them) and
 collide with no type of the bLIP-0002 registry or of another known protocol.
 
-hello: ``version`` is 1 (0 is malformed); ``flags`` bit 0 is ``reply``. Each side sends a
-hello with reply=0 to every peer once per connection; a node that receives one answers
-with its own hello with reply=1; a reply is never answered (no loop). Unknown flag bits,
+hello: ``version`` is 1 (0 is malformed); ``flags`` bit 0 is ``reply``. A node sends a
+hello with reply=0 to a peer it has acknowledged messages for, once per connection, and
+to no other (a peer that asked for nothing hears nothing); a node that receives one
+answers with its own hello with reply=1; a reply is never answered (no loop). Unknown flag bits,
 and bytes after ``flags`` (future versions), are ignored; a shorter body is malformed.
 
 envelope: ``stream`` is a random 64-bit id the *sender* chose for its messages to that

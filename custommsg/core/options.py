@@ -33,6 +33,7 @@ class Config:
     peer_rate: float
     peer_burst: int
     outbox_max: int
+    acked_delivery: bool = True  # custommsg-acked-delivery: false, no hellos sent or answered
     hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
     retransmit_after: float | None = None
 
@@ -56,6 +57,7 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         peer_rate=rate,
         peer_burst=_positive_option(options, "custommsg-peer-burst"),
         outbox_max=_positive_option(options, "custommsg-outbox-max"),
+        acked_delivery=bool(options.get("custommsg-acked-delivery", True)),
         hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
         retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
     )

@@ -62,6 +62,13 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
     ("custommsg-peer-rate", "100", "Messages per second one peer may add to the inbox", "string", False),
     ("custommsg-peer-burst", 1000, "Messages one peer may add at once above its rate", "int", False),
     ("custommsg-outbox-max", 1000, "Queued messages per peer in the outbox", "int", False),
+    (
+        "custommsg-acked-delivery",
+        True,
+        "Acknowledged delivery (custommsg-send ack=true) with other custommsg nodes; false: no hellos sent or answered",
+        "bool",
+        False,
+    ),
 )
 
 

@@ -84,6 +84,7 @@ class Runtime:
             store, self.outbox, self.receiver, self._post, self.deliver_soon,
             notify_delivered=lambda entry: plugin.notify(DELIVERED_TOPIC, entry.to_json()), log=log,
             hello_timeout=config.hello_timeout, retransmit_after=config.retransmit_after,
+            enabled=config.acked_delivery,
         )
         self.sender = SenderThread(log)
         self.timer = TimerThread(self.waiters, self.sweep, log)

@@ -176,6 +176,14 @@ class AckQueries:
             failed = [self.store.outbox.move(db, entry_id, FAILED, now, reason, status) for entry_id, status, _ in rows]
         return [entry for entry in failed if entry is not None]
 
+    def has_unsettled(self, peer_id: str) -> bool:
+        """Whether the peer has acknowledged entries queued or waiting for their acknowledgement."""
+        rows = self.store.read(
+            f"SELECT 1 FROM outbox WHERE ack = 1 AND peer_id = ? AND status IN {_IN} LIMIT 1",
+            (bytes.fromhex(peer_id), *UNACKNOWLEDGED),
+        )
+        return bool(rows)
+
     def unacknowledged(self, peer_id: str) -> list[OutboxEntry]:
         """The peer's acknowledged entries handed over and not acknowledged, in the order they went."""
         rows = self.store.read(

@@ -98,3 +98,43 @@ def test_peer_without_the_plugin(node_factory):
     assert l1.rpc.call("custommsg-send", {"node_id": peer, "msg": "8001cc"})["status"] == "sent"
     l2.daemon.wait_for_log(rf"receiver got 8001cc from {l1.info['id']}")
     assert not l2.daemon.is_in_log("receiver got b949")  # no envelope ever went to it
+
+
+def test_silent_to_a_peer_that_asked_for_nothing(node_factory):
+    """l1 runs custommsg; l2 runs only a plugin that logs the custom messages it gets; l3 runs custommsg.
+
+    l2 connects, disconnects and reconnects, and l1 restarts, with nothing sent to it: l2 never gets a
+    custom message from l1. A plain send reaches it and still says nothing else. l1 and l3, both
+    silent until then, discover each other on l1's first acknowledged send, and again after l3's
+    plugin restarts and after l1 restarts with a message waiting."""
+    l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    l2 = node_factory.get_node(options={"plugin": RECEIVER})
+    l3 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    l1.connect(l2)
+    l1.connect(l3)
+    cut(l1, l2)
+    l1.connect(l2)
+    l1.restart()
+    l1.connect(l2)
+    l1.connect(l3)
+    marker = l1.rpc.call("custommsg-send", {"node_id": l2.info["id"], "msg": "8001ff"})
+    assert marker["status"] == "sent"
+    l2.daemon.wait_for_log(r"receiver got 8001ff from")  # one peer's messages arrive in order
+    assert not l2.daemon.is_in_log(r"receiver got b94")  # no hello, envelope or ack, ever
+    assert peer_support(l1, l3.info["id"]) == "unknown" and peer_support(l3, l1.info["id"]) == "unknown"
+
+    sent = send_acked(l1, l3.info["id"], "8001aa")
+    assert l1.rpc.call("custommsg-outbox-wait", {"id": sent["id"], "timeout": 30})["status"] == "delivered"
+    assert peer_support(l1, l3.info["id"]) == "yes" and peer_support(l3, l1.info["id"]) == "yes"
+    # l3's plugin restarts (its node stays up): l1's next acknowledged send still goes
+    l3.rpc.plugin_stop(str(PLUGIN))
+    l3.rpc.plugin_start(str(PLUGIN))
+    sent = send_acked(l1, l3.info["id"], "8001bb")
+    assert l1.rpc.call("custommsg-outbox-wait", {"id": sent["id"], "timeout": 60})["status"] == "delivered"
+    # l1 restarts with a message queued for l3 while it was away: it asks l3 when they connect
+    l1.stop()
+    l1.start()
+    queued = l1.rpc.call("custommsg-send", {"node_id": l3.info["id"], "msg": "8001cc", "ack": True})
+    l1.connect(l3)
+    assert l1.rpc.call("custommsg-outbox-wait", {"id": queued["id"], "timeout": 60})["status"] == "delivered"
+    assert [m["payload"] for m in inbox(l3)] == ["8001aa", "8001bb", "8001cc"]

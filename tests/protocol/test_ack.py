@@ -70,29 +70,60 @@ def inbox(ld: FakeLightningd) -> list[dict[str, Any]]:
 # -- discovery ----------------------------------------------------------------------
 
 
-def test_hello_at_start_and_on_connect_and_the_answer(ld: FakeLightningd) -> None:
-    """A hello (reply=0) to each peer connected at start and to each that connects; a reply=1 to
-    a peer's reply=0, nothing to a reply=1; none of it stored, counted or notified."""
-    wait_for(lambda: acked_sent_to(ld, PEER_A) and acked_sent_to(ld, PEER_B))
-    assert acked_sent_to(ld, PEER_A) == [{"hello": 1, "reply": False}]
+def test_silent_to_peers_that_asked_for_nothing_and_the_answer(ld: FakeLightningd) -> None:
+    """No hello to a peer connected at start or connecting while nothing acknowledged waits for it; a
+    reply=1 to a peer's reply=0, nothing to a reply=1; none of it stored, counted or notified."""
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: acked_sent_to(ld, OFFLINE_PEER) == [{"hello": 1, "reply": False}])
+    ld.call("custommsg-stats")  # answered after the connect notification: a hello would have gone first
+    assert acked_sent_to(ld, PEER_A) == acked_sent_to(ld, PEER_B) == acked_sent_to(ld, OFFLINE_PEER) == []
     hello_from(ld, PEER_A)
-    wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 2)
-    assert acked_sent_to(ld, PEER_A)[1] == {"hello": 1, "reply": True}
+    wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 1)
+    assert acked_sent_to(ld, PEER_A)[0] == {"hello": 1, "reply": True}
     ld.custommsg(PEER_A, HELLO_1)
+    time.sleep(1.1)  # the pace of our answers: one a second
     ld.custommsg(PEER_A, HELLO + "0002fe" + "beef")  # a later version, unknown flags and bytes: answered the same
-    wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 3)
+    wait_for(lambda: len(acked_sent_to(ld, PEER_A)) == 2)
     # No later event marks "no answer to HELLO_1": the plugin wrote any answer before it answered
     # that hook call, and this is time for the fake lightningd to take it (a guard round trip, ~1 ms).
     time.sleep(0.1)
-    assert len(acked_sent_to(ld, PEER_A)) == 3
+    assert len(acked_sent_to(ld, PEER_A)) == 2
     for malformed in (HELLO + "0001", HELLO + "000000", ACK + "00", ENVELOPE + u64(1) + u64(0) + "8001"):
         ld.custommsg(PEER_A, malformed)  # ignored
     assert inbox(ld) == []
     stats = ld.call("custommsg-stats")
     assert stats["peers"] == [] and stats["session"]["sent"] == 0
     assert not [n for n in ld.notifications if n.get("method") == "custommsg_stored"]
+
+
+def test_hello_when_acknowledged_messages_wait(make_ld: MakeLd) -> None:
+    """Our hello (reply=0) goes to a connected peer when an acknowledged message for it is sent, once a
+    connection; to a peer that connects with one waiting; and at start to the connected peers with one."""
+    ld = make_ld()
+    assert send_acked(ld, PEER_A, "8001aa")["status"] == "queued"
+    assert send_acked(ld, PEER_A, "8001bb")["status"] == "queued"
+    wait_for(lambda: acked_sent_to(ld, PEER_A) == [{"hello": 1, "reply": False}])
+    assert send_acked(ld, OFFLINE_PEER, "8001cc")["status"] == "queued"  # offline: nothing to say yet
+    ld.connect_peer(OFFLINE_PEER)
+    wait_for(lambda: acked_sent_to(ld, OFFLINE_PEER) == [{"hello": 1, "reply": False}])
+    ld.disconnect_peer(PEER_A)
+    ld.connect_peer(PEER_A)
+    wait_for(lambda: acked_sent_to(ld, PEER_A) == [{"hello": 1, "reply": False}] * 2)
+    ld.restart()
+    wait_for(lambda: acked_sent_to(ld, PEER_A) == [{"hello": 1, "reply": False}] * 3)
+    assert acked_sent_to(ld, PEER_B) == []
+    ld.custommsg(PEER_A, HELLO_1)  # its answer: what waits goes
+    wait_for(lambda: [e["inner"] for e in envelopes_to(ld, PEER_A)] == ["8001aa", "8001bb"])
+
+
+def test_acknowledged_delivery_off(make_ld: MakeLd) -> None:
+    """custommsg-acked-delivery=false: no hello sent or answered, envelopes neither stored nor
+    acknowledged, and custommsg-send ack=true refused with 3310."""
+    ld = make_ld({"custommsg-acked-delivery": False})
+    hello_from(ld, PEER_A)
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))
+    error = ld.call_error("custommsg-send", {"node_id": PEER_A, "msg": "8001bb", "ack": True})
+    assert error.code == 3310 and error.data == {"param": "ack"}
+    assert acked_sent_to(ld, PEER_A) == [] and inbox(ld) == [] and outbox(ld) == []
 
 
 def test_peers_lists_who_speaks_it(monkeypatch: pytest.MonkeyPatch, make_ld: MakeLd) -> None:
@@ -104,6 +135,9 @@ def test_peers_lists_who_speaks_it(monkeypatch: pytest.MonkeyPatch, make_ld: Mak
     assert peers[PEER_A] == {"peer_id": PEER_A, "connected": True, "ack_support": "yes", "ack_version": 1,
                              "queued": 0, "unacknowledged": 0}
     assert peers[PEER_B]["ack_support"] == "unknown" and "ack_version" not in peers[PEER_B]
+    time.sleep(1.1)  # not asked: not judged, however long it stays
+    assert ld.call("custommsg-peers", {"peer_id": PEER_B})["peers"][0]["ack_support"] == "unknown"
+    send_acked(ld, PEER_B, "8001aa")  # asked now: judged a second later
     wait_for(lambda: ld.call("custommsg-peers", {"peer_id": PEER_B})["peers"][0]["ack_support"] == "no", timeout=4)
     ld.disconnect_peer(PEER_A)
     (row,) = ld.call("custommsg-peers", [PEER_A])["peers"]

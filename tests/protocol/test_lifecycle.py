@@ -75,8 +75,7 @@ def test_shutdown_exits_promptly(ld: FakeLightningd) -> None:
 
 def test_stdin_closed_exits(ld: FakeLightningd) -> None:
     """If lightningd dies (stdin reaches EOF) the plugin exits by itself instead of lingering."""
-    # Its hellos to the connected peers first: the fake lightningd would fail their guard calls.
-    wait_for(lambda: len(ld.send_hooks) == 2, timeout=3)
+    ld.call("custommsg-stats")  # init is over
     ld.start_call("custommsg-wait", {"nextvalue": 1})
     assert ld.close_stdin(timeout=5) == 0
 

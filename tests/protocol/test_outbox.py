@@ -170,7 +170,7 @@ def test_cancel_during_delivery(ld: FakeLightningd) -> None:
         queue(ld, OFFLINE_PEER, m)
     gate = ld.hold_sends()
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
+    wait_for(lambda: ld.sends_waiting == 1, timeout=3)  # the first entry
     assert ld.call("custommsg-cancel", {"id": 3}, timeout=2)["status"] == "cancelled"
     gate.set()
     # The delivery logs its count when it is over (it sent more than one): nothing of it can follow.
@@ -338,7 +338,7 @@ def test_disconnect_during_delivery(ld: FakeLightningd) -> None:
         queue(ld, OFFLINE_PEER, m)
     gate = ld.hold_sends()
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
+    wait_for(lambda: ld.sends_waiting == 1, timeout=3)  # the first entry
     ld.disconnect_peer(OFFLINE_PEER, notify=False)  # lightningd will answer "Peer is not connected"
     gate.set()
     wait_for(lambda: ld.sends_waiting == 0, timeout=3)
@@ -381,7 +381,7 @@ def test_killed_during_hand_off(ld: FakeLightningd) -> None:
         queue(ld, OFFLINE_PEER, m)
     gate = ld.hold_sends(2)
     ld.connect_peer(OFFLINE_PEER)
-    wait_for(lambda: ld.sends_waiting == 2, timeout=3)  # our hello to it, and the first entry
+    wait_for(lambda: ld.sends_waiting == 1, timeout=3)  # the first entry
     ld.kill()
     gate.set()
     wait_for(lambda: ld.sends_waiting == 0, timeout=3)

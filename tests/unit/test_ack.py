@@ -423,9 +423,14 @@ def test_lossy_channel_stores_each_message_once_in_order(seed: int) -> None:
 
 
 def test_peer_without_hello_is_reported_once_per_connection() -> None:
+    # given a connected peer we have not asked: nothing to judge, however long it stays
     clock, support = Clock(), PeerSupport()
     support.connected(A, clock.now)
     assert support.status(A, clock.now) == "unknown" and not support.ready(A)
+    clock.advance(10 * HELLO_TIMEOUT)
+    assert support.due_unsupported(clock.now) == [] and support.status(A, clock.now) == "unknown"
+    # when we ask (our hello): judged HELLO_TIMEOUT later, once
+    assert support.ask(A, clock.now) is True and support.ask(A, clock.now) is False  # once a connection
     clock.advance(HELLO_TIMEOUT - 0.1)
     assert support.due_unsupported(clock.now) == [] and support.status(A, clock.now) == "unknown"
     clock.advance(0.1)
@@ -435,17 +440,26 @@ def test_peer_without_hello_is_reported_once_per_connection() -> None:
     assert support.due_unsupported(clock.now) == [] and support.status(A, clock.now) == "no"
     support.connected(A, clock.now)  # a second connect event for the same connection: no change
     assert support.status(A, clock.now) == "no"
-    # reconnect: unknown again, and reported again after the timeout
+    # reconnect: unknown again, asked again, and reported again after the timeout
     support.disconnected(A)
     assert support.status(A, clock.now) == "unknown"
     support.connected(A, clock.now)
-    assert support.status(A, clock.now) == "unknown"
+    assert support.status(A, clock.now) == "unknown" and support.ask(A, clock.now) is True
     clock.advance(HELLO_TIMEOUT)
     assert support.due_unsupported(clock.now) == [A]
     # the plugin is installed late: its hello makes it known at once
     support.hello(A, 1, clock.now)
     assert support.status(A, clock.now) == "yes" and support.ready(A) and support.version(A) == 1
-    assert support.due_unsupported(clock.now + HELLO_TIMEOUT) == []
+
+
+def test_ask_only_a_connected_peer_that_has_not_said_hello() -> None:
+    clock, support = Clock(), PeerSupport()
+    assert support.ask(A, clock.now) is False  # never connected: its connection will ask
+    support.connected(A, clock.now)
+    support.hello(A, 1, clock.now)
+    assert support.ask(A, clock.now) is False  # it said hello already: nothing to ask
+    support.disconnected(A)
+    assert support.ask(A, clock.now) is False  # gone
 
 
 def test_a_peer_that_said_hello_before() -> None:
@@ -457,8 +471,10 @@ def test_a_peer_that_said_hello_before() -> None:
     support.disconnected(A)
     assert support.status(A, clock.now) == "unknown" and not support.ready(A)
     support.connected(A, clock.now)
-    # known from before: "yes" until the timeout, but not ready (no hello on this connection yet)
-    assert support.status(A, clock.now + HELLO_TIMEOUT - 1) == "yes" and not support.ready(A)
+    # known from before: "yes", but not ready (no hello on this connection yet); asked, it must answer
+    assert support.status(A, clock.now + 10 * HELLO_TIMEOUT) == "yes" and not support.ready(A)
+    assert support.ask(A, clock.now)
+    assert support.status(A, clock.now + HELLO_TIMEOUT - 1) == "yes"
     assert support.status(A, clock.now + HELLO_TIMEOUT) == "no"
     assert support.due_unsupported(clock.now + HELLO_TIMEOUT) == [A]
 
@@ -475,6 +491,7 @@ def test_due_unsupported_names_each_peer_sorted() -> None:
     clock, support = Clock(), PeerSupport(hello_timeout=5)
     for peer in (C, A, B):
         support.connected(peer, clock.now)
+        support.ask(peer, clock.now)
     support.hello(B, 1, clock.now)
     assert support.due_unsupported(clock.now + 5) == [A, C]
     assert [support.status(p, clock.now + 5) for p in (A, B, C)] == ["no", "yes", "no"]

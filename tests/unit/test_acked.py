@@ -340,7 +340,7 @@ def test_last_moves_only_with_the_stored_message(store: Store, db_path: str) -> 
 class Wiring:
     """An AckedDelivery with its sends and schedules recorded, on a real outbox."""
 
-    def __init__(self, store: Store, outbox: Outbox, clock: Clock):
+    def __init__(self, store: Store, outbox: Outbox, clock: Clock, enabled: bool = True):
         self.posted: list[tuple[str, Any]] = []
         self.scheduled: list[tuple[str, bool, bool]] = []
         self.delivered: list[OutboxEntry] = []
@@ -350,15 +350,46 @@ class Wiring:
         self.acked = AckedDelivery(
             store, outbox, receiver, lambda p, m: self.posted.append((p, parse(m.serialize()))), self.schedule,
             self.delivered.append, lambda *a, **k: None,
-            hello_timeout=30, retransmit_after=10, clock=clock, wall=clock,
+            hello_timeout=30, retransmit_after=10, enabled=enabled, clock=clock, wall=clock,
         )
 
     def schedule(self, peer_id: str, *, resend_unacknowledged: bool, even_if_busy: bool) -> None:
         self.scheduled.append((peer_id, resend_unacknowledged, even_if_busy))
 
 
+def test_a_peer_that_asked_for_nothing_hears_nothing(store: Store, outbox: Outbox, clock: Clock) -> None:
+    # given a peer that connects while we have nothing acknowledged for it: no hello, however long
+    w = Wiring(store, outbox, clock)
+    w.acked.connected(A)
+    clock.advance(100)
+    w.acked.sweep()
+    assert w.posted == [] and [r["ack_support"] for r in w.acked.describe({A})] == ["unknown"]
+    # when an acknowledged message for it is queued: our hello, once on this connection
+    outbox.enqueue(A, msg(1), ack=True)
+    w.acked.ask(A)
+    w.acked.ask(A)
+    assert w.posted == [(A, Hello(1, reply=False))]
+    # and a reconnect with the message still waiting asks again
+    w.acked.disconnected(A)
+    w.acked.connected(A)
+    assert w.posted == [(A, Hello(1, reply=False))] * 2
+
+
+def test_acknowledged_delivery_turned_off(store: Store, outbox: Outbox, clock: Clock) -> None:
+    w = Wiring(store, outbox, clock, enabled=False)
+    outbox.enqueue(A, msg(1), ack=True)
+    w.acked.connected(A)
+    w.acked.receive(A, Hello(1, reply=False).serialize())  # not answered
+    w.acked.receive(A, Envelope(1, 1, msg(2)).serialize())  # not stored, not acknowledged
+    assert w.posted == [] and w.scheduled == [] and store.inbox.count == 0
+    with pytest.raises(CustomMsgError) as caught:
+        w.acked.check_supported(A)
+    assert caught.value.code == errors.INVALID_PARAMETER and caught.value.data == {"param": "ack"}
+
+
 def test_hellos_and_what_they_start(store: Store, outbox: Outbox, clock: Clock) -> None:
     w = Wiring(store, outbox, clock)
+    outbox.enqueue(A, msg(1), ack=True)
     w.acked.connected(A)
     assert w.posted == [(A, Hello(1, reply=False))] and not w.acked.ready(A)
     w.acked.on_hello(A, Hello(1, reply=True))  # its answer: ready, send what waits
@@ -377,22 +408,22 @@ def test_a_hello_flood_is_answered_at_a_pace(store: Store, outbox: Outbox, clock
     w = Wiring(store, outbox, clock)
     w.acked.connected(A)
     w.acked.on_hello(A, Hello(1, reply=False))
-    assert w.scheduled == [(A, True, True)] and w.posted == [(A, Hello(1)), (A, Hello(1, reply=True))]
+    assert w.scheduled == [(A, True, True)] and w.posted == [(A, Hello(1, reply=True))]
     for _ in range(2000):
         w.acked.on_hello(A, Hello(1, reply=False))
     # then nothing more goes at once: the reply is owed, the resend not needed within the interval
-    assert len(w.scheduled) == 1 and len(w.posted) == 2
+    assert len(w.scheduled) == 1 and len(w.posted) == 1
     # when a second passes: one owed reply, at the sweep; no resend before 10 s
     clock.advance(1)
     w.acked.sweep()
-    assert w.posted[2:] == [(A, Hello(1, reply=True))] and len(w.scheduled) == 1
+    assert w.posted[1:] == [(A, Hello(1, reply=True))] and len(w.scheduled) == 1
     w.acked.sweep()
-    assert len(w.posted) == 3  # owed once, sent once
+    assert len(w.posted) == 2  # owed once, sent once
     # and after the retransmit interval, the next hello may resend once more
     clock.advance(9)
     for _ in range(100):
         w.acked.on_hello(A, Hello(1, reply=False))
-    assert w.scheduled == [(A, True, True)] * 2 and w.posted[3:] == [(A, Hello(1, reply=True))]
+    assert w.scheduled == [(A, True, True)] * 2 and w.posted[2:] == [(A, Hello(1, reply=True))]
 
 
 def test_a_reconnect_is_answered_at_once(store: Store, outbox: Outbox, clock: Clock) -> None:
@@ -423,6 +454,7 @@ def test_hello_timeout_fails_and_refuses(store: Store, outbox: Outbox, clock: Cl
     w = Wiring(store, outbox, clock)
     w.acked.connected(A)
     outbox.enqueue(A, msg(1), ack=True)
+    w.acked.ask(A)  # what custommsg-send ack=true does: our hello, and the clock starts
     w.acked.check_supported(A)  # unknown yet: fine
     clock.advance(30)
     w.acked.sweep()

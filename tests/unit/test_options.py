@@ -11,7 +11,7 @@ from custommsg.core.errors import ValidationError
 from custommsg.core.options import Config, parse_options
 from custommsg.core.policy import TypeSelection
 
-# What lightningd hands over in init when the operator set nothing (the defaults shell.OPTIONS
+# What lightningd hands over in init when the operator set nothing (the defaults node.plugin.OPTIONS
 # registers; lightningd sends an int option as a JSON number, a string one as a string).
 DEFAULTS: dict[str, Any] = {
     "custommsg-guard": True,
@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "custommsg-peer-rate": "100",
     "custommsg-peer-burst": 1000,
     "custommsg-outbox-max": 1000,
+    "custommsg-acked-delivery": True,
 }
 
 
@@ -52,6 +53,7 @@ ACCEPTED: list[tuple[dict[str, Any], str, Any]] = [
     ({"custommsg_peer_rate": "1e3"}, "peer_rate", 1000.0),
     ({"custommsg_peer_burst": 1}, "peer_burst", 1),
     ({"custommsg_outbox_max": 5}, "outbox_max", 5),
+    ({"custommsg_acked_delivery": False}, "acked_delivery", False),
 ]
 
 
