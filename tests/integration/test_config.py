@@ -10,7 +10,7 @@ from pathlib import Path
 from .conftest import PLUGIN, REPO
 
 OPTIONS = ["custommsg-guard", "custommsg-type", "custommsg-db", "custommsg-inbox-max", "custommsg-peer-rate",
-           "custommsg-peer-burst", "custommsg-outbox-max"]
+           "custommsg-peer-burst", "custommsg-outbox-max", "custommsg-acked-delivery"]
 
 
 def readme_example() -> list[tuple[str, str]]:

@@ -253,7 +253,10 @@ def test_hello_flood_is_not_amplified(node_factory):
     hello = (1).to_bytes(2, "big") + b"\x00"
     inject(l2, l1, HELLO, hello)
     wait_for(lambda: peer_support(l1, l2) == "yes")
-    wait_for(lambda: peer_support(l1, l3) == "yes")
+    # l1 and l3 discover each other on l1's first acknowledged send (neither says hello unasked)
+    first = send_acked(l1, l3, "8001" + b"before the flood".hex())
+    assert l1.rpc.call("custommsg-outbox-wait", {"id": first["id"], "timeout": 30})["status"] == "delivered"
+    assert peer_support(l1, l3) == "yes"
 
     waiting = 5
     start = time.monotonic()
@@ -280,7 +283,7 @@ def test_hello_flood_is_not_amplified(node_factory):
         assert time.monotonic() - began < 30  # generous: two shared cores
     finally:
         flooder.join()
-    assert [m["text"] for m in inbox(l3, peer_id=l1.info["id"])] == ["through the flood"]
+    assert [m["text"] for m in inbox(l3, peer_id=l1.info["id"])] == ["before the flood", "through the flood"]
 
     # Messages from one peer reach the hook in order: once this one is stored, every hello was handled.
     inject(l2, l1, 0x8001, b"after the flood")
