@@ -28,7 +28,6 @@ from .conftest import (
     interleaved,
     plugin_paths,
     rpc_of,
-    wait_until,
 )
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
@@ -73,7 +72,7 @@ def test_acknowledged_delivery_rate(node_factory):
     sender.connect(receiver)
     peer = receiver.info["id"]
     rpc = rpc_of(sender)
-    wait_until(lambda: rpc.call("custommsg-peers", {"peer_id": peer})["peers"][0]["ack_support"] == "yes", 30)
+    one_delivered(rpc, peer)  # the first acknowledged send is the discovery: neither says hello unasked
     plugins = plugin_paths(PLUGIN_UNDER_TEST)
     plain(rpc, peer, 50)  # warm up: connections, caches, the first stream
     acknowledged(rpc, peer, 50)
