@@ -101,4 +101,4 @@ def test_acknowledged_delivery_rate(node_factory):
     for side, meter in cpu.items():
         meter.ratios(f"{side} ack / plain", "custommsg-send ack=true, until delivered", "plain custommsg-send")
     stored = receiver.rpc.call("custommsg-stats")["inbox_count"]
-    assert stored == 2 * (50 + ROUNDS * PER_ROUND) + LATENCY_SAMPLES
+    assert stored == 2 * (50 + ROUNDS * PER_ROUND) + LATENCY_SAMPLES + 1  # and the discovery
