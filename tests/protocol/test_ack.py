@@ -250,9 +250,14 @@ def test_restart_resends_unacknowledged(ld: FakeLightningd) -> None:
 def test_killed_plugin_resends_what_it_was_handing_over(ld: FakeLightningd) -> None:
     """SIGKILL while lightningd holds an envelope: the next run sends it again, with the same seq."""
     hello_from(ld, PEER_A)
+    # Our answer to that hello is written from the main loop after the hook answered: hold sends only
+    # once lightningd has it, or the hold takes the answer instead of the envelope, the plugin dies
+    # before custommsg-send has even queued it, and nothing is there to send again (1 run in 50 under load).
+    wait_for(lambda: acked_sent_to(ld, PEER_A) == [{"hello": 1, "reply": True}])
     gate = ld.hold_sends(1)
     call = ld.start_call("custommsg-send", {"node_id": PEER_A, "msg": "8001aa", "ack": True})
     wait_for(lambda: ld.sends_waiting == 1)
+    assert [e["status"] for e in outbox(ld)] == ["sending"]  # the held send is the envelope
     ld.kill()
     gate.set()
     call.wait_response()  # the fake lightningd answers for the dead plugin
