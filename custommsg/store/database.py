@@ -46,14 +46,17 @@ class Store:
         """Where the data lives, for the start-up log line."""
         return self._engine.describe()
 
+    def _storage_error(self, exc: BaseException, what: str | None) -> StorageError:
+        """The one place an engine's error becomes a StorageError."""
+        prefix = what or f"custommsg database {self.path}"
+        return StorageError(f"{prefix}: {exc}", {"path": self.path})
+
     @contextmanager
     def _wrapped(self, what: str | None = None) -> Iterator[None]:
-        """The one place an engine's error becomes a StorageError."""
         try:
             yield
         except sqlite.ERRORS as exc:
-            prefix = what or f"custommsg database {self.path}"
-            raise StorageError(f"{prefix}: {exc}", {"path": self.path}) from exc
+            raise self._storage_error(exc, what) from exc
 
     def _migrate(self) -> None:
         migrations = self._engine.migrations()
@@ -67,27 +70,16 @@ class Store:
                 {"path": self.path},
             )
         for number in range(version, newest):
-            with self._transaction_raw(f"cannot open the custommsg database {self.path}") as db:
+            with self.transaction(f"cannot open the custommsg database {self.path}") as db:
                 for statement in migrations[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
                 self._engine.set_schema_version(number + 1)
 
     @contextmanager
-    def _transaction_raw(self, what: str | None = None) -> Iterator[Db]:
-        with self.lock, self._wrapped(what):
-            self._engine.begin()
-            try:
-                yield self._engine
-                self._engine.commit()
-            except BaseException:
-                self._engine.rollback()
-                raise
-
-    @contextmanager
-    def transaction(self) -> Iterator[Db]:
+    def transaction(self, what: str | None = None) -> Iterator[Db]:
         """All or nothing, behind the lock; the counts not yet written go in with it. One context
-        manager, not three nested: it wraps every message stored."""
+        manager, not nested ones: it wraps every message stored."""
         engine = self._engine
         with self.lock:
             try:
@@ -100,7 +92,7 @@ class Store:
                     engine.rollback()
                     raise
             except sqlite.ERRORS as exc:
-                raise StorageError(f"custommsg database {self.path}: {exc}", {"path": self.path}) from exc
+                raise self._storage_error(exc, what) from exc
             self.counters.written(flushed)
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
