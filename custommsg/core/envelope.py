@@ -98,8 +98,23 @@ def _check(value: int, bits: int, name: str, least: int = 0) -> None:
         raise ValidationError(INVALID_PARAMETER, f"{name} must be in {least}..{2**bits - 1}", {name: value})
 
 
+class _Frame:
+    """What the three messages share: ``u16 type || body()``, as a Message or as bytes."""
+
+    type: ClassVar[int]
+
+    def body(self) -> bytes:
+        raise NotImplementedError
+
+    def message(self) -> Message:
+        return Message(self.type, self.body())
+
+    def serialize(self) -> bytes:
+        return _TYPE.pack(self.type) + self.body()
+
+
 @dataclass(frozen=True)
-class Hello:
+class Hello(_Frame):
     version: int = VERSION
     reply: bool = False
     type: ClassVar[int] = HELLO
@@ -108,15 +123,10 @@ class Hello:
         _check(self.version, 16, "version", 1)
         return _HELLO.pack(self.version, REPLY_FLAG if self.reply else 0)
 
-    def message(self) -> Message:
-        return Message(HELLO, self.body())
-
-    def serialize(self) -> bytes:
-        return _TYPE.pack(HELLO) + self.body()
 
 
 @dataclass(frozen=True)
-class Envelope:
+class Envelope(_Frame):
     stream: int
     seq: int
     inner: Message
@@ -129,15 +139,10 @@ class Envelope:
         _check(self.inner.type, 16, "inner_type")
         return _STREAM_SEQ.pack(self.stream, self.seq) + self.inner.serialize()
 
-    def message(self) -> Message:
-        return Message(ENVELOPE, self.body())
-
-    def serialize(self) -> bytes:
-        return _TYPE.pack(ENVELOPE) + self.body()
 
 
 @dataclass(frozen=True)
-class Ack:
+class Ack(_Frame):
     stream: int
     seq: int
     type: ClassVar[int] = ACK
@@ -147,11 +152,6 @@ class Ack:
         _check(self.seq, 64, "seq")
         return _STREAM_SEQ.pack(self.stream, self.seq)
 
-    def message(self) -> Message:
-        return Message(ACK, self.body())
-
-    def serialize(self) -> bytes:
-        return _TYPE.pack(ACK) + self.body()
 
 
 AckMessage = Hello | Envelope | Ack
