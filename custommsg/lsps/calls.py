@@ -82,10 +82,7 @@ class PendingCalls:
         # bLIP-50: "SHOULD treat a timeout event as a temporary server failure, and forget
         # the `id` of the timed-out request." The timer thread expires every waiter at its
         # deadline; this is the same, for our calls alone, at ``now``.
-        expired = self.waiters.take(lambda w: _ours(w) and w.deadline is not None and w.deadline <= now)
-        for waiter in expired:
-            call_safely(waiter.on_fail, TIMEOUT, report=self.waiters.on_callback_error)
-        return len(expired)
+        return self.waiters.fail(lambda w: _ours(w) and w.deadline is not None and w.deadline <= now, TIMEOUT)
 
     def next_deadline(self) -> float | None:
         return min((w.deadline for w in self.waiters.snapshot(_ours) if w.deadline is not None), default=None)
