@@ -161,11 +161,13 @@ class Runtime:
     def send_now(
         self, peer_id: str, message: Message, done: Done, on_crash: Callable[[Exception], None], ordered: bool = True,
     ) -> None:
-        """Hand ``message`` to lightningd, then call ``done``: from the main loop when the peer
-        is connected as far as we know, else from the sender thread, after asking lightningd.
-        Unless ``ordered`` is False (acknowledged delivery's hellos and acks), a message waits
-        behind what the sender thread is sending to that peer."""
-        if peer_id in self.connected and not (ordered and self.sender.busy(peer_id)):
+        """Any thread: hand ``message`` to lightningd, then call ``done``. From the main loop when
+        called on it and the peer is connected as far as we know; else from the sender thread,
+        after asking lightningd if the peer is not. Unless ``ordered`` is False (acknowledged
+        delivery's hellos and acks), a message waits behind what the sender thread is sending to
+        that peer."""
+        on_main = threading.current_thread().name == MAIN_THREAD
+        if on_main and peer_id in self.connected and not (ordered and self.sender.busy(peer_id)):
             self._send_from_loop(peer_id, message, done)
             return
 
@@ -220,8 +222,7 @@ class Runtime:
             self.counters.count(peer_id, counted_as, "sent")
 
     def _post(self, peer_id: str, message: Message) -> None:
-        """Any thread: send an acknowledged-delivery hello or ack; a failure is only logged. From the
-        main thread without waiting; from another (the sweep's owed hello replies) on the sender thread."""
+        """Any thread: send an acknowledged-delivery hello or ack; a failure is only logged."""
 
         def done(failure: CustomMsgError | None) -> None:
             if failure is not None:
@@ -230,17 +231,7 @@ class Runtime:
         def crashed(exc: Exception) -> None:
             done(CustomMsgError(errors.JSONRPC_INTERNAL_ERROR, repr(exc)))
 
-        if threading.current_thread() is threading.main_thread():
-            self.send_now(peer_id, message, done, crashed, ordered=False)
-            return
-
-        def job() -> None:
-            try:
-                self._native_send(peer_id, message, counted_as=None)
-            except CustomMsgError as exc:
-                done(exc)
-
-        self.sender.put(peer_id, job, crashed)
+        self.send_now(peer_id, message, done, crashed, ordered=False)
 
     def _native_failure(self, error: dict[str, Any], peer_id: str) -> CustomMsgError:
         failure = native_error(error, peer_id)
