@@ -144,14 +144,9 @@ def parse_frame(body: bytes, role: Role | None = None) -> Frame:
     # The payload must also be JSON that lightningd's parser reads when we hand it on (stored,
     # notified, returned): strictjson's rules, checked here, at the door, once.
     try:
-        obj, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip(_WS)))
-        strictjson.check(obj)
+        obj, end = strictjson.raw_loads(text, len(text) - len(text.lstrip(_WS)), _DECODER)
     except strictjson.JsonRefused as exc:
         raise MalformedFrame(exc.reason, **exc.data) from None
-    except RecursionError:  # deeper than the interpreter reads: far beyond MAX_JSON_DEPTH
-        raise MalformedFrame("nested too deeply", max=strictjson.MAX_JSON_DEPTH) from None
-    except ValueError:  # JSONDecodeError
-        raise MalformedFrame("not json") from None
     if text[end:].strip(_WS):  # bLIP-50: "MUST NOT parse as more than a single complete JSON object"
         raise MalformedFrame("trailing data")
     if not isinstance(obj, dict):  # bLIP-50: "MUST NOT batch ... request objects in an array"

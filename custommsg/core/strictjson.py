@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 MAX_JSON_DEPTH = 100
+JSON_WHITESPACE = " \t\n\r"  # RFC 8259, section 2: "ws"
 MAX_INT_DIGITS = 4300
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -99,10 +100,11 @@ def check(value: Any) -> None:
 _DECODER = decoder()
 
 
-def loads(text: str, reader: json.JSONDecoder = _DECODER) -> Any:
-    """``text`` as one JSON value under the rules above, or :class:`JsonRefused`."""
+def raw_loads(text: str, start: int = 0, reader: json.JSONDecoder = _DECODER) -> tuple[Any, int]:
+    """The JSON value at ``text[start:]`` under the rules above, and where it ends; :class:`JsonRefused`
+    otherwise (its ``reason`` says which rule)."""
     try:
-        value = reader.decode(text)
+        value, end = reader.raw_decode(text, start)
     except JsonRefused:
         raise
     except RecursionError:  # deeper than the interpreter can read: far beyond MAX_JSON_DEPTH
@@ -110,6 +112,15 @@ def loads(text: str, reader: json.JSONDecoder = _DECODER) -> Any:
     except ValueError:  # JSONDecodeError
         raise JsonRefused("not json") from None
     check(value)
+    return value, end
+
+
+def loads(text: str, reader: json.JSONDecoder = _DECODER) -> Any:
+    """``text`` as one JSON value under the rules above (whitespace around it allowed), or :class:`JsonRefused`."""
+    start = len(text) - len(text.lstrip(JSON_WHITESPACE))
+    value, end = raw_loads(text, start, reader)
+    if text[end:].strip(JSON_WHITESPACE):
+        raise JsonRefused("not json")
     return value
 
 

@@ -30,6 +30,7 @@ ACCEPTED: list[tuple[str, str, Any]] = [
     ("depth-100", nested(MAX_JSON_DEPTH), json.loads(nested(MAX_JSON_DEPTH))),
     ("surrogate-pair", '"\\ud83d\\ude00"', "\U0001f600"),
     ("escaped-nul", '"\\u0000"', "\x00"),
+    ("json-whitespace-around", ' \t{"a":1}\r\n', {"a": 1}),
 ]
 
 REFUSED: list[tuple[str, str, str]] = [
@@ -49,6 +50,7 @@ REFUSED: list[tuple[str, str, str]] = [
     ("reversed-pair", '"\\ude00\\ud83d"', "lone surrogate"),
     ("trailing-data", "{} {}", "not json"),
     ("not-json", "{'a':1}", "not json"),
+    ("nbsp-is-not-json-whitespace", "\u00a0{}", "not json"),
 ]
 
 
