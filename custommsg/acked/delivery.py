@@ -11,18 +11,22 @@ module wires the rules to events:
   reply=0 (the peer's plugin has just started), sends its unacknowledged entries again;
   both paced per peer (:class:`rules.HelloPacer`), so a flood of hellos costs us little;
 * its envelope: the inner message is kept (``inbox.Receiver``) if it is the next of its
-  stream, in the transaction that moves ``last``; then it is acknowledged;
+  stream, in the transaction that moves ``last``; then it is acknowledged: at once, or, if
+  its sender has more in flight (47437), by one delayed ack for several
+  (:class:`rules.AckPacer`), which :meth:`AckedDelivery.owed_acks` sends when the main
+  loop's alarm calls it;
 * its ack: the entries it covers become ``delivered`` (``custommsg_delivered``);
 * the sweep, once a second: a peer asked HELLO_TIMEOUT ago without a hello fails its
   acknowledged entries; entries unacknowledged RETRANSMIT_AFTER go again; owed replies go.
 
-Called from the main thread (the hook, connect and disconnect), the sender thread
+Called from the main thread (the hook, connect and disconnect, the loop's alarm), the sender thread
 (:meth:`AckedDelivery.resend`, :meth:`AckedDelivery.sending`) and the timer thread
 (:meth:`AckedDelivery.sweep`): the in-memory state sits behind one lock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +56,7 @@ from ..core.records import OutboxEntry
 from ..core.wire import Message
 from ..inbox.receiver import Receiver
 from ..outbox.machine import Outbox, envelope_of
-from .rules import HelloPacer, InFlight, PeerSupport
+from .rules import AckPacer, HelloPacer, InFlight, PeerSupport
 
 if TYPE_CHECKING:
     from ..store.database import Store
@@ -73,8 +77,10 @@ class AckedDelivery:
     def __init__(
         self, store: Store, outbox: Outbox, receiver: Receiver, post: Post, deliver_soon: DeliverSoon,
         notify_delivered: Callable[[OutboxEntry], None], log: Log,
-        hello_timeout: float | None = None, retransmit_after: float | None = None, enabled: bool = True,
+        hello_timeout: float | None = None, retransmit_after: float | None = None,
+        ack_delay: float | None = None, enabled: bool = True,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+        wake_at: Callable[[float], None] = lambda when: None,
     ):
         self.enabled = enabled  # custommsg-acked-delivery
         self.store = store
@@ -90,6 +96,8 @@ class AckedDelivery:
         self.support = PeerSupport(self.hello_timeout)
         self.flight = InFlight(RETRANSMIT_AFTER if retransmit_after is None else retransmit_after)
         self.pacer = HelloPacer(resend_every=self.flight.retransmit_after)
+        self.acks = AckPacer() if ack_delay is None else AckPacer(delay=ack_delay)
+        self.wake_at = wake_at  # main thread: have owed_acks() called at that clock() time
         self._streams: dict[str, int] = {}  # per peer, the stream of what is in self.flight
         self._lock = threading.Lock()
 
@@ -109,12 +117,13 @@ class AckedDelivery:
         with self._lock:
             first = self.support.ask(peer_id, self.clock())
         if first:
-            self.post(peer_id, Hello().message())
+            self.post(peer_id, Hello(batch=True).message())
 
     def disconnected(self, peer_id: str) -> None:
         with self._lock:
             self.support.disconnected(peer_id)
             self.pacer.forget(peer_id)
+            self.acks.forget(peer_id)
             self.flight.reset(peer_id)
             self._streams.pop(peer_id, None)
 
@@ -164,7 +173,7 @@ class AckedDelivery:
         ours = answer(hello)
         with self._lock:
             was_ready = self.support.ready(peer_id)
-            self.support.hello(peer_id, hello.version, now)
+            self.support.hello(peer_id, hello.version, now, hello.batch)
             reply_now = ours is not None and self.pacer.reply(peer_id, now)
             resend = (not was_ready or not hello.reply) and self.pacer.resend(peer_id, now)
         if ours is not None and reply_now:
@@ -189,7 +198,13 @@ class AckedDelivery:
             self.receiver.keep(peer_id, inner.serialize(), inner.type, gate=gate, count_received=True)
         except StorageError:
             return  # counted and logged; no ack: the sender sends it again
-        self.post(peer_id, Ack(envelope.stream, gate.last).message())
+        now = self.clock()
+        with self._lock:
+            owed_until = self.acks.stored(peer_id, envelope.stream, gate.last, envelope.more, now)
+        if owed_until is None:
+            self.post(peer_id, Ack(envelope.stream, gate.last).message())
+        else:
+            self.wake_at(owed_until)
         if gate.decision is Decision.GAP:
             self.log(f"envelope {envelope.seq} from {peer_id} after {gate.last}: an earlier one was lost",
                      level="debug")
@@ -211,15 +226,28 @@ class AckedDelivery:
         for entry in delivered:
             self.notify_delivered(entry)
 
+    def owed_acks(self) -> float | None:
+        """Main thread, when the loop's alarm rings: send the delayed acks whose time has come;
+        returns when the next one is due (None: none is owed)."""
+        with self._lock:
+            due = self.acks.due(self.clock())
+            later = self.acks.next_due()
+        for peer_id, stream, last in due:
+            self.post(peer_id, Ack(stream, last).message())
+        return later
+
     # -- sending (sender thread) -------------------------------------------------
 
-    def sending(self, peer_id: str, envelope: Envelope) -> None:
-        """An envelope is about to go: in flight from now on (its ack may come before the call returns)."""
+    def sending(self, peer_id: str, envelope: Envelope) -> Envelope:
+        """An envelope is about to go: in flight from now on (its ack may come before the call returns).
+        Returns it as it goes: as 47437 if earlier ones of its stream are in flight and the peer reads it."""
         with self._lock:
             if self._streams.get(peer_id) != envelope.stream:
                 self.flight.reset(peer_id)  # a new stream: what was in flight of the old one is settled
                 self._streams[peer_id] = envelope.stream
+            more = self.support.batches(peer_id) and self.flight.busy(peer_id)
             self.flight.sent(peer_id, envelope.seq, self.clock())
+        return dataclasses.replace(envelope, more=True) if more else envelope
 
     def resend(self, peer_id: str, send: Blocking) -> bool:
         """Send the peer's unacknowledged entries again, in order; False if the peer went away meanwhile."""
@@ -229,8 +257,7 @@ class AckedDelivery:
             self.flight.reset(peer_id)
             self._streams.pop(peer_id, None)
         for entry in self.store.acked.unacknowledged(peer_id):
-            envelope = envelope_of(entry)
-            self.sending(peer_id, envelope)
+            envelope = self.sending(peer_id, envelope_of(entry))
             try:
                 send(peer_id, envelope)
             except TransientError:
@@ -249,7 +276,7 @@ class AckedDelivery:
             due = [peer for peer in self.flight.peers() if self.flight.due(peer, now)]
             owed = self.pacer.due_replies(now)
         for peer_id in owed:
-            self.post(peer_id, Hello(reply=True).message())
+            self.post(peer_id, Hello(reply=True, batch=True).message())
         for peer_id in unsupported:
             failed = self.outbox.fail_acknowledged(peer_id, UNSUPPORTED.format(self.hello_timeout))
             self.log(f"peer {peer_id} does not speak acknowledged delivery (no hello within "

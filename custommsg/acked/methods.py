@@ -6,13 +6,14 @@ are the method's, the docstring is its ``help``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core import errors
 from ..core.completion import PENDING, Reply
 from ..core.envelope import check_inner
-from ..core.errors import CustomMsgError
+from ..core.errors import CustomMsgError, TransientError
 from ..core.records import DELIVERED, FAILED, SENT, OutboxEntry
 from ..core.validate import parse_peer_filter
 from ..core.wire import Message
@@ -22,28 +23,52 @@ if TYPE_CHECKING:
 
 
 def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, ttl: float | None) -> Any:
-    """custommsg-send with ack=true, once the common checks passed: into the outbox, then handed
-    over at once if the peer said hello on this connection (answered "sent"), else "queued"."""
+    """custommsg-send with ack=true, once the common checks passed: into the outbox, and handed over
+    at once if the peer said hello on this connection (answered "sent"), else "queued"."""
     check_inner(message)
     runtime.acked.check_supported(peer_id)
-    entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True)
     if not runtime.acked.ready(peer_id):
+        entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True)
         runtime.acked.ask(peer_id)  # if it is connected: its hello in answer starts the delivery
         return _result(entry, "queued")
+    entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=True)
+    if entry.status == SENT:
+        # First in line, with its seq: one write, and the sender thread hands it over.
+        runtime.sender.put(peer_id, functools.partial(_hand_over_started, runtime, reply, entry), reply.crash)
+        return PENDING
 
     def job() -> None:
         runtime.deliver(peer_id)  # in order, behind whatever of the peer's outbox is before it
         now = runtime.store.outbox.outbox_entry(entry.id) or entry
         if now.status == FAILED:
-            reply.error(CustomMsgError(
-                errors.SEND_FAILED, f"outbox entry {entry.id} failed: {now.reason}",
-                {"id": entry.id, "status": now.status, "reason": now.reason},
-            ))
+            reply.error(_failed(now))
         else:
             reply.result(_result(entry, "sent" if now.status in (SENT, DELIVERED) else "queued"))
 
     runtime.sender.put(peer_id, job, reply.crash)
     return PENDING
+
+
+def _hand_over_started(runtime: Runtime, reply: Reply, entry: OutboxEntry) -> None:
+    """Sender thread: the envelope of an entry that entered the outbox ``sent`` goes to lightningd. If the
+    peer went away meanwhile it stays ``sent``: it goes again once the peer says hello on its next
+    connection, as every unacknowledged entry does."""
+    try:
+        runtime.hand_over(entry.peer_id, entry)
+    except TransientError:
+        pass
+    except CustomMsgError as exc:
+        failed = runtime.outbox.fail(entry, exc.message)
+        reply.error(_failed(failed[0] if failed else entry))
+        return
+    reply.result(_result(entry, "sent"))
+
+
+def _failed(entry: OutboxEntry) -> CustomMsgError:
+    return CustomMsgError(
+        errors.SEND_FAILED, f"outbox entry {entry.id} failed: {entry.reason}",
+        {"id": entry.id, "status": entry.status, "reason": entry.reason},
+    )
 
 
 def _result(entry: OutboxEntry, status: str) -> dict[str, Any]:

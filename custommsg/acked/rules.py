@@ -1,4 +1,5 @@
-"""Acknowledged delivery's in-memory rules, sans I/O: who speaks it, what is in flight, how often hellos act.
+"""Acknowledged delivery's in-memory rules, sans I/O: who speaks it, what is in flight, how often hellos
+and acks go.
 
 The wire format and the receiver's rule are ``core.envelope``'s; :mod:`acked.delivery` runs
 these against the clock and the database. Each class here is given the time; none reads it.
@@ -19,6 +20,7 @@ class _Link:
     since: float | None = None  # connected since; None: not connected
     asked: float | None = None  # when we said hello (reply=0) on this connection; None: not yet
     hello_now: bool = False  # a hello came on this connection
+    batch: bool = False  # and it said the peer reads 47437
     version: int | None = None  # of the last hello ever received; None: never
     reported: bool = False  # due_unsupported() named it on this connection
 
@@ -46,7 +48,7 @@ class PeerSupport:
 
     def disconnected(self, peer: str) -> None:
         if (link := self._links.get(peer)) is not None:
-            link.since, link.asked, link.hello_now, link.reported = None, None, False, False
+            link.since, link.asked, link.hello_now, link.batch, link.reported = None, None, False, False, False
 
     def ask(self, peer: str, now: float) -> bool:
         """We have acknowledged messages for the peer: True if our hello must go now (the first time on
@@ -57,9 +59,14 @@ class PeerSupport:
         link.asked = now
         return True
 
-    def hello(self, peer: str, version: int, now: float) -> None:
+    def hello(self, peer: str, version: int, now: float, batch: bool = False) -> None:
         self.connected(peer, now)
-        self._links[peer].hello_now, self._links[peer].version = True, version
+        link = self._links[peer]
+        link.hello_now, link.version, link.batch = True, version, batch
+
+    def batches(self, peer: str) -> bool:
+        """Its hello on this connection said it reads 47437 (envelopes with more in flight)."""
+        return peer in self._links and self._links[peer].batch
 
     def status(self, peer: str, now: float) -> Support:
         link = self._links.get(peer, _Link())
@@ -117,6 +124,10 @@ class InFlight:
     def due(self, peer: str, now: float) -> bool:
         """A seq sent RETRANSMIT_AFTER ago or more is still unacknowledged: send them all again."""
         return any(now - at >= self.retransmit_after for at in self._in_flight.get(peer, {}).values())
+
+    def busy(self, peer: str) -> bool:
+        """Seqs to the peer are in flight (sent, unacknowledged)."""
+        return bool(self._in_flight.get(peer))
 
     def peers(self) -> list[str]:
         """The peers with seqs in flight."""
@@ -183,3 +194,66 @@ class HelloPacer:
         self._replied.pop(peer, None)
         self._owed.discard(peer)
         self._resent.pop(peer, None)
+
+
+ACK_DELAY = 0.010  # seconds: how long an ack of envelopes sent with more in flight (47437) may wait
+ACK_EVERY = 32  # envelopes: and how many it may cover, however fast they come
+
+
+@dataclass
+class _Owed:
+    since: float  # the first envelope the ack owes arrived
+    last: int = 0  # the seq it acknowledges
+    count: int = 0  # envelopes it covers
+
+
+class AckPacer:
+    """When the receiver acknowledges. Acks are cumulative (ack(stream, N) covers every seq <= N), so
+    one may stand for many: a delayed ack, as TCP's (RFC 1122, 4.2.3.2), which the sender asks for.
+
+    An envelope sent on its own (47433: nothing else of its stream in flight, so its sender waits
+    for this ack) is acknowledged at once, with whatever was owed. One sent with more in flight
+    (47437) leaves the ack owed until ``delay`` after the first envelope it owes, or until it owes
+    ``every``, whichever comes first; :meth:`due` gives it then. Acks never outnumber envelopes, and
+    nothing stays here longer than ``delay``.
+    """
+
+    def __init__(self, delay: float = ACK_DELAY, every: int = ACK_EVERY):
+        self.delay = delay
+        self.every = every
+        self._owed: dict[tuple[str, int], _Owed] = {}
+
+    def stored(self, peer: str, stream: int, last: int, more: bool, now: float) -> float | None:
+        """An envelope was decided on, and ``last`` is the stream's highest seq stored. None:
+        ack(stream, last) goes now; else it is owed, and this is when :meth:`due` gives it."""
+        key = (peer, stream)
+        if not more:
+            self._owed.pop(key, None)
+            return None
+        owed = self._owed.setdefault(key, _Owed(now))
+        owed.last, owed.count = last, owed.count + 1
+        if owed.count >= self.every:
+            del self._owed[key]
+            return None
+        return owed.since + self.delay
+
+    def due(self, now: float) -> list[tuple[str, int, int]]:
+        """The owed acks whose time has come, as (peer, stream, last), each given once."""
+        due = [(key, owed) for key, owed in self._owed.items() if now >= owed.since + self.delay]
+        for key, _ in due:
+            del self._owed[key]
+        return [(peer, stream, owed.last) for (peer, stream), owed in due]
+
+    def next_due(self) -> float | None:
+        """When the earliest owed ack is due; None: none is owed."""
+        return min((owed.since + self.delay for owed in self._owed.values()), default=None)
+
+    def owed(self) -> int:
+        """How many streams are owed an ack."""
+        return len(self._owed)
+
+    def forget(self, peer: str) -> None:
+        """The peer disconnected: what it was owed is moot (its sender sends those again, and the
+        copies are acknowledged)."""
+        for key in [key for key in self._owed if key[0] == peer]:
+            del self._owed[key]

@@ -6,15 +6,22 @@ Messages (integers big-endian; each is ``u16 type || body``, as in BOLT #1)::
     47431  hello     u16 version || u8 flags                   3 or more
     47433  envelope  u64 stream || u64 seq || inner message    16 + (2..65517)
     47435  ack       u64 stream || u64 seq                     16
+    47437  envelope, more in flight: as 47433                  16 + (2..65517)
 
 The types are odd ("it's ok to be odd": a node without the protocol ignores them) and
 collide with no type of the bLIP-0002 registry or of another known protocol.
 
-hello: ``version`` is 1 (0 is malformed); ``flags`` bit 0 is ``reply``. A node sends a
+hello: ``version`` is 1 (0 is malformed); ``flags`` bit 0 is ``reply``, bit 1 is ``batch``
+(the node reads 47437). A node sends a
 hello with reply=0 to a peer it has acknowledged messages for, once per connection, and
 to no other (a peer that asked for nothing hears nothing); a node that receives one
 answers with its own hello with reply=1; a reply is never answered (no loop). Unknown flag bits,
 and bytes after ``flags`` (future versions), are ignored; a shorter body is malformed.
+
+47437 is an envelope whose sender has earlier envelopes of the stream unacknowledged: the
+receiver may delay its ack (a cumulative ack then covers several), where a 47433 is
+acknowledged at once, so a message sent on its own waits for nothing. It goes only to a peer
+whose hello on this connection set ``batch``; a node without it never sees one.
 
 envelope: ``stream`` is a random 64-bit id the *sender* chose for its messages to that
 peer, kept in its database. ``seq`` starts at 1 and grows by 1 per acknowledged message
@@ -58,10 +65,12 @@ from .wire import MAX_MESSAGE_LEN, TYPE_LEN, Message
 HELLO = 47431
 ENVELOPE = 47433
 ACK = 47435
-ACK_TYPES = frozenset({HELLO, ENVELOPE, ACK})
+ENVELOPE_MORE = 47437
+ACK_TYPES = frozenset({HELLO, ENVELOPE, ACK, ENVELOPE_MORE})
 
 VERSION = 1
 REPLY_FLAG = 0x01
+BATCH_FLAG = 0x02
 VERSION_LEN = 2
 HELLO_LEN = VERSION_LEN + 1  # u16 version || u8 flags: the least a hello body holds
 U64_LEN = 8
@@ -106,22 +115,26 @@ class _Frame:
     def body(self) -> bytes:
         raise NotImplementedError
 
+    def wire_type(self) -> int:
+        return self.type
+
     def message(self) -> Message:
-        return Message(self.type, self.body())
+        return Message(self.wire_type(), self.body())
 
     def serialize(self) -> bytes:
-        return _TYPE.pack(self.type) + self.body()
+        return _TYPE.pack(self.wire_type()) + self.body()
 
 
 @dataclass(frozen=True)
 class Hello(_Frame):
     version: int = VERSION
     reply: bool = False
+    batch: bool = False  # the sender reads 47437; ours always say so
     type: ClassVar[int] = HELLO
 
     def body(self) -> bytes:
         _check(self.version, 16, "version", 1)
-        return _HELLO.pack(self.version, REPLY_FLAG if self.reply else 0)
+        return _HELLO.pack(self.version, (REPLY_FLAG if self.reply else 0) | (BATCH_FLAG if self.batch else 0))
 
 
 
@@ -130,7 +143,11 @@ class Envelope(_Frame):
     stream: int
     seq: int
     inner: Message
+    more: bool = False  # earlier envelopes of the stream are unacknowledged: goes as 47437
     type: ClassVar[int] = ENVELOPE
+
+    def wire_type(self) -> int:
+        return ENVELOPE_MORE if self.more else ENVELOPE
 
     def body(self) -> bytes:
         check_inner(self.inner)
@@ -170,20 +187,21 @@ def parse_hello(body: bytes) -> Hello:
     version, flags = _HELLO.unpack_from(body)  # further bytes (future versions): ignored
     if version == 0:
         raise MalformedAck("hello version 0", type=HELLO)
-    return Hello(version, bool(flags & REPLY_FLAG))  # other flag bits: ignored
+    return Hello(version, bool(flags & REPLY_FLAG), bool(flags & BATCH_FLAG))  # other flag bits: ignored
 
 
-def parse_envelope(body: bytes) -> Envelope:
+def parse_envelope(body: bytes, more: bool = False) -> Envelope:
+    kind = ENVELOPE_MORE if more else ENVELOPE
     inner = body[ACK_LEN:]
     if len(inner) < MIN_INNER_LEN:
-        raise MalformedAck("envelope too short", type=ENVELOPE, length=len(body), min=ACK_LEN + MIN_INNER_LEN)
+        raise MalformedAck("envelope too short", type=kind, length=len(body), min=ACK_LEN + MIN_INNER_LEN)
     if len(inner) > MAX_INNER_LEN:  # cannot come over BOLT #1; refused so that parse and serialize agree
-        raise MalformedAck("envelope too long", type=ENVELOPE, length=len(body), max=ACK_LEN + MAX_INNER_LEN)
+        raise MalformedAck("envelope too long", type=kind, length=len(body), max=ACK_LEN + MAX_INNER_LEN)
     stream, seq = _STREAM_SEQ.unpack_from(body)
     if seq == 0:
-        raise MalformedAck("envelope seq 0", type=ENVELOPE, stream=stream)
+        raise MalformedAck("envelope seq 0", type=kind, stream=stream)
     (inner_type,) = _TYPE.unpack_from(inner)
-    return Envelope(stream, seq, Message(inner_type, bytes(inner[TYPE_LEN:])))
+    return Envelope(stream, seq, Message(inner_type, bytes(inner[TYPE_LEN:])), more)
 
 
 def parse_ack(body: bytes) -> Ack:
@@ -194,10 +212,13 @@ def parse_ack(body: bytes) -> Ack:
 
 def answer(hello: Hello) -> Hello | None:
     """Our hello in answer to the peer's: a reply to a first hello, nothing to a reply (so no loop)."""
-    return None if hello.reply else Hello(VERSION, reply=True)
+    return None if hello.reply else Hello(VERSION, reply=True, batch=True)
 
 
-_PARSERS: dict[int, Callable[[bytes], AckMessage]] = {HELLO: parse_hello, ENVELOPE: parse_envelope, ACK: parse_ack}
+_PARSERS: dict[int, Callable[[bytes], AckMessage]] = {
+    HELLO: parse_hello, ENVELOPE: parse_envelope, ACK: parse_ack,
+    ENVELOPE_MORE: lambda body: parse_envelope(body, more=True),
+}
 
 
 def parse(raw: bytes) -> AckMessage:

@@ -18,10 +18,12 @@ from .errors import INVALID_PARAMETER, ValidationError
 from .policy import TypeSelection
 from .wire import INTERNAL_TYPES, MAX_TYPE
 
-# Acknowledged delivery's two timeouts (envelope.HELLO_TIMEOUT, envelope.RETRANSMIT_AFTER), shortened
-# by the tests only: seconds, from the plugin's environment (README, "Development").
+# Acknowledged delivery's timeouts (envelope.HELLO_TIMEOUT, envelope.RETRANSMIT_AFTER, and the
+# receiver's acked.rules.ACK_DELAY), changed by the tests only: seconds, from the plugin's
+# environment (README, "Development").
 HELLO_TIMEOUT_ENV = "CUSTOMMSG_DEV_HELLO_TIMEOUT"
 RETRANSMIT_AFTER_ENV = "CUSTOMMSG_DEV_RETRANSMIT_AFTER"
+ACK_DELAY_ENV = "CUSTOMMSG_DEV_ACK_DELAY"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Config:
     acked_delivery: bool = True  # custommsg-acked-delivery: false, no hellos sent or answered
     hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
     retransmit_after: float | None = None
+    ack_delay: float | None = None
 
 
 def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -60,6 +63,7 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         acked_delivery=bool(options.get("custommsg-acked-delivery", True)),
         hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
         retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
+        ack_delay=_seconds_env(environ or {}, ACK_DELAY_ENV),
     )
 
 

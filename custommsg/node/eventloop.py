@@ -27,7 +27,7 @@ state                                      owner
 =========================================  ==========================================
 lightningd's pipe (reading), the           main thread only
 ``AsyncRpc`` and its socket, the
-selector, ``fast_hooks``; so
+selector, ``fast_hooks``, the alarm; so
 ``Runtime.send_now`` and ``_send_from_loop``
 ``Receiver`` (its rate limiter, its        main thread only: the hook, and the methods
 malformed count), ``LspsEndpoint`` but     that read them
@@ -101,6 +101,9 @@ class EventLoopPlugin(SeamPlugin):
         # costs more than the work itself. The handlers never raise.
         self.fast_hooks: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.wants_type: Callable[[int], bool] = lambda msg_type: True
+        # The alarm: wake_at(t) has alarm() called at time.monotonic() t; it returns its next time.
+        self.alarm: Callable[[], float | None] = lambda: None
+        self._alarm_at: float | None = None
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[Any, int] | None = None  # the socket registered with the selector, and how
 
@@ -130,12 +133,28 @@ class EventLoopPlugin(SeamPlugin):
             self._selector.register(sock, events, "rpc")
         self._watched = wanted
 
+    def wake_at(self, when: float) -> None:
+        """Main thread: have ``alarm`` called at ``when`` (``time.monotonic()``), or sooner if asked sooner."""
+        if self._alarm_at is None or when < self._alarm_at:
+            self._alarm_at = when
+
+    def _ring(self) -> None:
+        self._alarm_at = None
+        try:
+            later = self.alarm()
+        except Exception:
+            self.log(f"custommsg alarm: {traceback.format_exc()}", level="warn")
+            return
+        if later is not None:
+            self.wake_at(later)
+
     def serve(self, stdin: int) -> None:
         self._selector.register(stdin, selectors.EVENT_READ, "stdin")
         partial = b""
         while True:
             self._watch_rpc_socket()
-            for key, events in self._selector.select():
+            timeout = None if self._alarm_at is None else max(0.0, self._alarm_at - time.monotonic())
+            for key, events in self._selector.select(timeout):
                 if key.data == "stdin":
                     chunk = os.read(stdin, 1 << 16)
                     if not chunk:
@@ -149,6 +168,8 @@ class EventLoopPlugin(SeamPlugin):
                         self.async_rpc.on_readable()
                     if events & selectors.EVENT_WRITE and self.async_rpc.sock is not None:
                         self.async_rpc.flush()
+            if self._alarm_at is not None and time.monotonic() >= self._alarm_at:
+                self._ring()
 
     def on_unbound_params(self, request: Request, exc: TypeError) -> bool:
         # Our methods catch everything they raise, so a TypeError here is pyln

@@ -83,8 +83,8 @@ class Runtime:
         self.acked = AckedDelivery(
             store, self.outbox, self.receiver, self._post, self.deliver_soon,
             notify_delivered=lambda entry: plugin.notify(DELIVERED_TOPIC, entry.to_json()), log=log,
-            hello_timeout=config.hello_timeout, retransmit_after=config.retransmit_after,
-            enabled=config.acked_delivery,
+            hello_timeout=config.hello_timeout, retransmit_after=config.retransmit_after, ack_delay=config.ack_delay,
+            enabled=config.acked_delivery, wake_at=plugin.wake_at,
         )
         self.sender = SenderThread(log)
         self.timer = TimerThread(self.waiters, self.sweep, log)
@@ -121,6 +121,7 @@ class Runtime:
     def start(self) -> None:
         """Main thread, once, at the end of init: the threads start, and the work a start owes begins."""
         self.plugin.attach_rpc(self.async_rpc)
+        self.plugin.alarm = self.acked.owed_acks
         if self.outbox.recover():
             self.plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
         self.sender.start()
@@ -281,11 +282,10 @@ class Runtime:
         if even_if_busy or (peer_id in self.connected and not self.sender.busy(peer_id)):
             self.sender.put(peer_id, functools.partial(self.deliver, peer_id, resend_unacknowledged))
 
-    def _hand_over(self, peer_id: str, entry: OutboxEntry) -> None:
+    def hand_over(self, peer_id: str, entry: OutboxEntry) -> None:
         """Sender thread: one outbox entry to lightningd, an acknowledged one as its envelope."""
         if entry.ack:
-            envelope = envelope_of(entry)
-            self.acked.sending(peer_id, envelope)
+            envelope = self.acked.sending(peer_id, envelope_of(entry))
             self._native_send(peer_id, envelope.message(), counted_as=entry.type)
         else:
             self._native_send(peer_id, message_of(entry), counted_as=entry.type)
@@ -297,7 +297,7 @@ class Runtime:
         """Sender thread only: hand the peer's outbox over (its unacknowledged entries first, if asked)."""
         if resend_unacknowledged and not self.acked.resend(peer_id, self._resend):
             return  # the peer went away: its next connection starts over
-        report = self.outbox.deliver(peer_id, self._hand_over, self.acked.ready)
+        report = self.outbox.deliver(peer_id, self.hand_over, self.acked.ready)
         for entry in report.failed:
             self.plugin.log(f"outbox {entry.id} to {peer_id} failed: {entry.reason}", level="warn")
         # Not for the one entry an ack=true send hands over: a log line per message would cost

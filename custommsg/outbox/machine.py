@@ -76,12 +76,22 @@ class Outbox:
         self.on_settled = on_settled
         self.clock = clock
 
-    def enqueue(self, peer_id: str, message: Message, ttl: float | None = None, ack: bool = False) -> OutboxEntry:
+    def enqueue(
+        self, peer_id: str, message: Message, ttl: float | None = None, ack: bool = False, start: bool = False,
+    ) -> OutboxEntry:
+        """Queue ``message``. With ``start`` (acknowledged, to a peer that said hello), the entry gets
+        its seq in the same transaction and comes back ``sent`` when it is first in line
+        (``store.acked.enqueue_started``): the caller hands it over, with no further write."""
         now = self.clock()
         expires_at = None if ttl is None else now + ttl
-        entry = self.store.outbox.enqueue(
-            peer_id, message.type, message.serialize(), now, expires_at, self.per_peer_max, ack
-        )
+        if start:
+            entry = self.store.acked.enqueue_started(
+                peer_id, message.type, message.serialize(), now, expires_at, self.per_peer_max
+            )
+        else:
+            entry = self.store.outbox.enqueue(
+                peer_id, message.type, message.serialize(), now, expires_at, self.per_peer_max, ack
+            )
         if entry is None:
             raise CustomMsgError(
                 OUTBOX_FULL,
@@ -128,6 +138,10 @@ class Outbox:
         for each in settled:
             self.on_settled(each)
         return settled
+
+    def fail(self, entry: OutboxEntry, reason: str) -> list[OutboxEntry]:
+        """lightningd refused the entry for good: it fails (and, if it has a seq, the later ones of its stream)."""
+        return self._give_up(entry, FAILED, self.clock(), reason)
 
     def fail_acknowledged(self, peer_id: str, reason: str) -> list[OutboxEntry]:
         """Every acknowledged entry to the peer that is not settled fails with ``reason``."""
@@ -182,7 +196,7 @@ class Outbox:
                 report.interrupted = True
                 break
             except CustomMsgError as exc:
-                report.failed += self._give_up(moving, FAILED, self.clock(), exc.message)
+                report.failed += self.fail(moving, exc.message)
                 continue
             moved = self.store.outbox.transition(entry.id, SENT, self.clock(), from_status=SENDING)
             if moved is not None:

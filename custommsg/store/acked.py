@@ -95,6 +95,24 @@ class AckQueries:
                 db.execute("UPDATE outbox SET stream = ?, seq = ? WHERE id = ?", (*allocated, entry_id))
             return self.store.outbox.move(db, entry_id, SENDING, now), False
 
+    def enqueue_started(
+        self, peer_id: str, msg_type: int, payload: bytes, now: float, expires_at: float | None, per_peer_max: int,
+    ) -> OutboxEntry | None:
+        """An acknowledged message to a peer that said hello, queued and started in one transaction:
+        when none of the peer's entries waits queued before it (so every earlier send has its seq
+        already) and its stream gives a seq, the entry enters the outbox ``sent`` with its (stream,
+        seq), and the caller hands it over; else it is ``queued``, as ``outbox.enqueue`` queues it.
+        ``None``: the peer's queue is full."""
+        return self.store.outbox.enqueue(
+            peer_id, msg_type, payload, now, expires_at, per_peer_max, ack=True, sequence=self._first_in_line,
+        )
+
+    def _first_in_line(self, db: Db, peer: bytes) -> tuple[bytes, int] | None:
+        if db.execute("SELECT 1 FROM outbox WHERE peer_id = ? AND status IN (?, ?) LIMIT 1",
+                      (peer, QUEUED, SENDING)).fetchone() is not None:
+            return None
+        return self._allocate(db, peer)
+
     def _allocate(self, db: Db, peer: bytes) -> tuple[bytes, int] | None:
         row = db.execute("SELECT stream, next_seq, broken FROM ack_out WHERE peer_id = ?", (peer,)).fetchone()
         if row is not None and row[2]:

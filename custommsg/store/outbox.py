@@ -6,6 +6,7 @@ A ``db`` argument is a connection inside a transaction the caller holds
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..core.records import ALL, QUEUED, SENT, UNACKNOWLEDGED, OutboxEntry, Page, check_move
@@ -28,10 +29,14 @@ class OutboxQueries:
 
     def enqueue(
         self, peer_id: str, msg_type: int, payload: bytes, now: float, expires_at: float | None, per_peer_max: int,
-        ack: bool = False,
+        ack: bool = False, sequence: Callable[[Db, bytes], tuple[bytes, int] | None] | None = None,
     ) -> OutboxEntry | None:
         """Queue a message; ``None`` when the peer's queue already holds ``per_peer_max``: queued
-        entries, and acknowledged ones handed over but not acknowledged yet."""
+        entries, and acknowledged ones handed over but not acknowledged yet.
+
+        ``sequence`` (acknowledged entries only), run in the same transaction, may give the entry
+        its (stream, seq) at once: it then enters the outbox ``sent``, and the caller hands it over.
+        """
         with self.store.transaction() as db:
             peer = bytes.fromhex(peer_id)
             pending = db.execute(
@@ -41,13 +46,26 @@ class OutboxQueries:
             ).fetchone()[0]
             if pending >= per_peer_max:
                 return None
+            sequenced = None if sequence is None else sequence(db, peer)
+            if sequenced is None:
+                entry_id = db.insert(
+                    "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, expires_at, ack) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (peer, msg_type, payload, QUEUED, now, now, expires_at, int(ack)),
+                )
+                return OutboxEntry(
+                    entry_id, peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None, ack
+                )
+            stream, seq = sequenced
+            updated_index = self.next_updated_index(db)
             entry_id = db.insert(
-                "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, expires_at, ack) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (bytes.fromhex(peer_id), msg_type, payload, QUEUED, now, now, expires_at, int(ack)),
+                "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, sent_at, expires_at, "
+                "updated_index, ack, stream, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (peer, msg_type, payload, SENT, now, now, now, expires_at, updated_index, stream, seq),
             )
             return OutboxEntry(
-                entry_id, peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None, ack
+                entry_id, peer_id, msg_type, payload, SENT, None, now, now, now, expires_at, updated_index, True,
+                int.from_bytes(stream, "big"), seq,
             )
 
     def outbox_entry(self, entry_id: int) -> OutboxEntry | None:

@@ -1,8 +1,9 @@
 """What the protocol tier's tests share about acknowledged delivery's own messages.
 
-Since the plugin says hello to every peer it sees connected (types 47431, 47433,
-47435: hello, envelope, ack), a test that looks at what an application sent reads
-``app_sent``/``app_sent_to``, which leave those out; ``acked_sent_to`` decodes them.
+The plugin's own messages (types 47431, 47433, 47435, 47437: hello, envelope, ack, envelope
+with more in flight) go to peers along with what applications send: a test that looks at
+what an application sent reads ``app_sent``/``app_sent_to``, which leave those out;
+``acked_sent_to`` decodes them.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 
 from .harness import FakeLightningd
 
-HELLO, ENVELOPE, ACK = "b947", "b949", "b94b"  # 47431, 47433, 47435 as the first 4 hex digits
-PROTOCOL = (HELLO, ENVELOPE, ACK)
+HELLO, ENVELOPE, ACK, ENVELOPE_MORE = "b947", "b949", "b94b", "b94d"  # 47431, 47433, 47435, 47437
+PROTOCOL = (HELLO, ENVELOPE, ACK, ENVELOPE_MORE)
 
 
 def app_sent(ld: FakeLightningd) -> list[tuple[str, str]]:
@@ -31,11 +32,13 @@ def acked_sent_to(ld: FakeLightningd, peer: str) -> list[dict[str, Any]]:
         kind, body = msg[:4], bytes.fromhex(msg[4:])
         if kind == HELLO:
             decoded.append({"hello": int.from_bytes(body[:2], "big"), "reply": bool(body[2] & 1)})
-        elif kind in (ENVELOPE, ACK):
+        elif kind in (ENVELOPE, ACK, ENVELOPE_MORE):
             value = {"stream": int.from_bytes(body[:8], "big"), "seq": int.from_bytes(body[8:16], "big")}
-            if kind == ENVELOPE:
+            if kind != ACK:
                 value["inner"] = body[16:].hex()
-            decoded.append({"envelope" if kind == ENVELOPE else "ack": value})
+            if kind == ENVELOPE_MORE:
+                value["more"] = True
+            decoded.append({"ack" if kind == ACK else "envelope": value})
     return decoded
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from .conftest import OFFLINE_PEER, PEER_A, PEER_B, MakeLd
 from .harness import FakeLightningd, wait_for
-from .peerproto import ACK, ENVELOPE, HELLO, acked_sent_to, app_sent_to
+from .peerproto import ACK, ENVELOPE, ENVELOPE_MORE, HELLO, acked_sent_to, app_sent_to
 
 HELLO_0, HELLO_1 = HELLO + "000100", HELLO + "000101"  # version 1, reply=0 / reply=1
 STREAM = 0x0123456789ABCDEF
@@ -25,8 +25,9 @@ def u64(value: int) -> str:
     return value.to_bytes(8, "big").hex()
 
 
-def envelope(stream: int, seq: int, inner: str) -> str:
-    return ENVELOPE + u64(stream) + u64(seq) + inner
+def envelope(stream: int, seq: int, inner: str, more: bool = False) -> str:
+    """An envelope; with ``more``, as a sender with earlier ones in flight sends it (47437)."""
+    return (ENVELOPE_MORE if more else ENVELOPE) + u64(stream) + u64(seq) + inner
 
 
 def ack(stream: int, seq: int) -> str:
@@ -257,7 +258,8 @@ def test_killed_plugin_resends_what_it_was_handing_over(ld: FakeLightningd) -> N
     gate = ld.hold_sends(1)
     call = ld.start_call("custommsg-send", {"node_id": PEER_A, "msg": "8001aa", "ack": True})
     wait_for(lambda: ld.sends_waiting == 1)
-    assert [e["status"] for e in outbox(ld)] == ["sending"]  # the held send is the envelope
+    # The held send is the envelope; its entry entered the outbox "sent", with its seq, in one write.
+    assert [(e["status"], e["seq"]) for e in outbox(ld)] == [("sent", 1)]
     ld.kill()
     gate.set()
     call.wait_response()  # the fake lightningd answers for the dead plugin
@@ -344,9 +346,9 @@ def test_duplicate_envelope_stored_once_and_acked_again(ld: FakeLightningd) -> N
     """Envelopes are stored (their inner message, never the envelope) only in seq order: a copy is acked
     again and not stored; a gap is acked with the last stored; only stored messages are notified."""
     arrivals = [(1, "8001aa"), (1, "8001aa"), (3, "8001cc"), (2, "8001bb"), (3, "8001cc"), (2, "8001bb")]
-    for seq, inner in arrivals:
+    for count, (seq, inner) in enumerate(arrivals, 1):
         ld.custommsg(PEER_A, envelope(STREAM, seq, inner))
-    wait_for(lambda: len(acks_to(ld, PEER_A)) == 6)
+        wait_for(lambda n=count: len(acks_to(ld, PEER_A)) == n)  # at once, or delayed by ACK_DELAY (10 ms)
     assert [a["seq"] for a in acks_to(ld, PEER_A)] == [1, 1, 1, 2, 3, 3]
     assert all(a["stream"] == STREAM for a in acks_to(ld, PEER_A))
     messages = inbox(ld)
@@ -359,6 +361,56 @@ def test_duplicate_envelope_stored_once_and_acked_again(ld: FakeLightningd) -> N
     ld.custommsg(PEER_A, envelope(STREAM + 1, 1, "8001dd"))
     ld.custommsg(PEER_B, envelope(STREAM, 1, "8001ee"))
     assert [m["payload"] for m in inbox(ld)][3:] == ["8001dd", "8001ee"]
+
+
+def test_a_burst_is_acknowledged_by_few_cumulative_acks(monkeypatch: pytest.MonkeyPatch, make_ld: MakeLd) -> None:
+    """An envelope sent on its own (47433) is acked at once; those sent with more in flight (47437)
+    share one ack: after ACK_EVERY (32) owed envelopes, or ACK_DELAY after the first owed (1 s here)."""
+    monkeypatch.setenv("CUSTOMMSG_DEV_ACK_DELAY", "1")
+    ld = make_ld()
+    for seq in range(1, 41):
+        ld.custommsg(PEER_A, envelope(STREAM, seq, f"8001{seq:02x}", more=seq > 1))
+    assert len(inbox(ld)) == 40  # each committed before its hook answered
+    assert [a["seq"] for a in acks_to(ld, PEER_A)] == [1, 33]
+    wait_for(lambda: len(acks_to(ld, PEER_A)) == 3, timeout=5)  # the owed one, when its delay passed
+    assert [a["seq"] for a in acks_to(ld, PEER_A)] == [1, 33, 40]
+    ld.custommsg(PEER_A, envelope(STREAM, 41, "8001ff"))  # on its own: at once
+    wait_for(lambda: len(acks_to(ld, PEER_A)) == 4, timeout=0.5)
+    assert acks_to(ld, PEER_A)[-1]["seq"] == 41
+
+
+def test_sender_marks_envelopes_with_more_in_flight_for_a_peer_that_reads_them(ld: FakeLightningd) -> None:
+    """To a peer whose hello set batch: the first envelope goes as 47433 (acked at once), the ones sent
+    while it is unacknowledged as 47437; once all are acknowledged, the next goes as 47433 again. A
+    peer whose hello did not set batch (a version-1 plugin) only ever gets 47433."""
+    ld.custommsg(PEER_A, HELLO + "000102")  # version 1, reply=0, batch
+    ld.custommsg(PEER_B, HELLO_0)
+    for inner in ("8001aa", "8001bb", "8001cc"):
+        send_acked(ld, PEER_A, inner)
+        send_acked(ld, PEER_B, inner)
+    assert [e.get("more", False) for e in envelopes_to(ld, PEER_A)] == [False, True, True]
+    assert [e.get("more", False) for e in envelopes_to(ld, PEER_B)] == [False, False, False]
+    ld.custommsg(PEER_A, ack(envelopes_to(ld, PEER_A)[0]["stream"], 3))
+    wait_for(lambda: [e["status"] for e in outbox(ld) if e["peer_id"] == PEER_A] == ["delivered"] * 3)
+    send_acked(ld, PEER_A, "8001dd")
+    assert envelopes_to(ld, PEER_A)[-1] == {**envelopes_to(ld, PEER_A)[0], "seq": 4, "inner": "8001dd"}
+
+
+def test_owed_acks_of_a_peer_that_disconnects_are_dropped(monkeypatch: pytest.MonkeyPatch, make_ld: MakeLd) -> None:
+    """What a disconnected peer was owed does not go (its sender sends the envelopes again on its
+    next connection, and their copies are acknowledged)."""
+    monkeypatch.setenv("CUSTOMMSG_DEV_ACK_DELAY", "0.3")
+    ld = make_ld()
+    ld.custommsg(PEER_A, envelope(STREAM, 1, "8001aa"))
+    wait_for(lambda: acks_to(ld, PEER_A))  # at once
+    ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb", more=True))  # owed, for 0.3 s
+    ld.disconnect_peer(PEER_A)
+    time.sleep(0.6)
+    assert [a["seq"] for a in acks_to(ld, PEER_A)] == [1]
+    ld.connect_peer(PEER_A)
+    ld.custommsg(PEER_A, envelope(STREAM, 2, "8001bb"))
+    wait_for(lambda: [a["seq"] for a in acks_to(ld, PEER_A)] == [1, 2])
+    assert [m["payload"] for m in inbox(ld)] == ["8001aa", "8001bb"]
 
 
 def test_enveloped_message_dropped_by_the_rate_limit_counts_once(make_ld: MakeLd) -> None:

@@ -18,6 +18,7 @@ from custommsg.core.envelope import (
     ACK,
     ACK_TYPES,
     ENVELOPE,
+    ENVELOPE_MORE,
     HELLO,
     HELLO_TIMEOUT,
     MAX_INNER_LEN,
@@ -60,9 +61,9 @@ def test_types_are_odd_custom_and_free(msg_type: int) -> None:
     assert msg_type not in COMMANDO_TYPES | INTERNAL_TYPES.keys() | {LSPS0_MESSAGE_TYPE}
 
 
-def test_the_three_types() -> None:
-    assert (HELLO, ENVELOPE, ACK) == (0xB947, 0xB949, 0xB94B) == (47431, 47433, 47435)
-    assert ACK_TYPES == {HELLO, ENVELOPE, ACK}
+def test_the_four_types() -> None:
+    assert (HELLO, ENVELOPE, ACK, ENVELOPE_MORE) == (0xB947, 0xB949, 0xB94B, 0xB94D) == (47431, 47433, 47435, 47437)
+    assert ACK_TYPES == {HELLO, ENVELOPE, ACK, ENVELOPE_MORE}
     assert MAX_INNER_LEN == 65517 == MAX_MESSAGE_LEN - 2 - 16
 
 
@@ -76,6 +77,8 @@ ROUND_TRIP: list[tuple[str, bytes, AckMessage]] = [
     ("hello-reply", bytes.fromhex("b947" "0001" "01"), Hello(1, reply=True)),
     ("hello-version-2", bytes.fromhex("b947" "0002" "00"), Hello(2, reply=False)),
     ("hello-version-65535-reply", bytes.fromhex("b947" "ffff" "01"), Hello(65535, reply=True)),
+    ("hello-batch", bytes.fromhex("b947" "0001" "02"), Hello(1, reply=False, batch=True)),
+    ("hello-reply-batch", bytes.fromhex("b947" "0001" "03"), Hello(1, reply=True, batch=True)),
     ("envelope-hello", bytes.fromhex("b949" "0123456789abcdef" "0000000000000001" "8001" "68656c6c6f"),
      Envelope(STREAM, 1, HELLO_TEXT)),
     ("envelope-type-only", bytes.fromhex("b949" "0000000000000000" "ffffffffffffffff" "ffff"),
@@ -85,19 +88,24 @@ ROUND_TRIP: list[tuple[str, bytes, AckMessage]] = [
     ("envelope-inner-is-an-envelope", bytes.fromhex("b949" "0000000000000001" "0000000000000002" "b949"),
      Envelope(1, 2, Message(ENVELOPE))),
     ("envelope-largest", _MAX_ENVELOPE, Envelope(7, 1, Message(32769, bytes(65515)))),
+    ("envelope-more-in-flight", bytes.fromhex("b94d" "0123456789abcdef" "0000000000000002" "8001" "68656c6c6f"),
+     Envelope(STREAM, 2, HELLO_TEXT, more=True)),
     ("ack-nothing-yet", bytes.fromhex("b94b" "0123456789abcdef" "0000000000000000"), Ack(STREAM, 0)),
     ("ack-258", bytes.fromhex("b94b" "ffffffffffffffff" "0000000000000102"), Ack(2**64 - 1, 258)),
     ("ack-stream-0-max-seq", bytes.fromhex("b94b" "0000000000000000" "ffffffffffffffff"), Ack(0, 2**64 - 1)),
 ]
-_BODY_PARSERS: dict[int, Any] = {HELLO: parse_hello, ENVELOPE: parse_envelope, ACK: parse_ack}
+_BODY_PARSERS: dict[int, Any] = {
+    HELLO: parse_hello, ENVELOPE: parse_envelope, ACK: parse_ack,
+    ENVELOPE_MORE: lambda body: parse_envelope(body, more=True),
+}
 
 
 @pytest.mark.parametrize(("raw", "value"), [c[1:] for c in ROUND_TRIP], ids=[c[0] for c in ROUND_TRIP])
 def test_parse_and_serialize_are_inverses(raw: bytes, value: AckMessage) -> None:
     assert parse(raw) == value
     assert value.serialize() == raw
-    assert _BODY_PARSERS[value.type](raw[2:]) == value
-    assert parse_message(raw) == Message(value.type, raw[2:])  # a well-framed BOLT #1 message, too
+    assert _BODY_PARSERS[value.wire_type()](raw[2:]) == value
+    assert parse_message(raw) == Message(value.wire_type(), raw[2:])  # a well-framed BOLT #1 message, too
 
 
 def test_largest_envelope_is_exactly_65535_bytes() -> None:
@@ -115,8 +123,8 @@ def test_one_byte_more_is_refused_with_msg_too_long() -> None:
 
 # (id, whole message as hex, what it reads as, how we write that): accepted, but not our form
 LENIENT: list[tuple[str, str, Hello, str]] = [
-    ("unknown-flag-bit-1", "b947" "0001" "02", Hello(1, reply=False), "b947" "0001" "00"),
-    ("all-flag-bits", "b947" "0001" "ff", Hello(1, reply=True), "b947" "0001" "01"),
+    ("unknown-flag-bit-2", "b947" "0001" "04", Hello(1, reply=False), "b947" "0001" "00"),
+    ("all-flag-bits", "b947" "0001" "ff", Hello(1, reply=True, batch=True), "b947" "0001" "03"),
     ("extra-bytes", "b947" "0001" "01" "cafe", Hello(1, reply=True), "b947" "0001" "01"),
     ("version-3-extra-bytes", "b947" "0003" "00" "00000000", Hello(3, reply=False), "b947" "0003" "00"),
 ]
@@ -130,9 +138,10 @@ def test_hello_ignores_unknown_flags_and_extra_bytes(raw: str, value: Hello, our
 
 @pytest.mark.parametrize(
     ("received", "ours"),
-    [("b947" "0001" "00", "b947" "0001" "01"), ("b947" "0002" "00", "b947" "0001" "01"), ("b947" "0001" "01", None),
-     ("b947" "0001" "03", None)],
-    ids=["hello-gets-a-reply", "version-2-gets-our-version-1", "reply-gets-nothing", "reply-with-unknown-bit"],
+    [("b947" "0001" "00", "b947" "0001" "03"), ("b947" "0002" "00", "b947" "0001" "03"), ("b947" "0001" "01", None),
+     ("b947" "0001" "07", None)],
+    ids=["hello-gets-a-reply-with-batch", "version-2-gets-our-version-1", "reply-gets-nothing",
+         "reply-with-unknown-bit"],
 )
 def test_a_hello_is_answered_once(received: str, ours: str | None) -> None:
     hello = parse(bytes.fromhex(received))
@@ -151,7 +160,9 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("too-long-65536", "b94b" + "00" * 65534, "bad message length"),
     ("type-32769", "8001" "0001" "00", "not an acknowledged-delivery type"),
     ("type-47430-even-neighbour", "b946" "0001" "00", "not an acknowledged-delivery type"),
-    ("type-47437-next-odd", "b94d" "0123456789abcdef" "0000000000000000", "not an acknowledged-delivery type"),
+    ("type-47439-next-odd", "b94f" "0123456789abcdef" "0000000000000000", "not an acknowledged-delivery type"),
+    ("envelope-more-seq-0", "b94d" "0123456789abcdef" "0000000000000000" "8001", "envelope seq 0"),
+    ("envelope-more-no-inner", "b94d" "0123456789abcdef" "0000000000000001", "envelope too short"),
     ("type-0", "0000", "not an acknowledged-delivery type"),
     ("lsps0-37913", "9419" "7b7d", "not an acknowledged-delivery type"),
     ("hello-no-body", "b947", "hello too short"),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from custommsg.acked.delivery import AckedDelivery
+from custommsg.acked.rules import AckPacer
 from custommsg.core import errors
 from custommsg.core.completion import Waiter, WaiterRegistry
 from custommsg.core.envelope import Ack, Decision, Envelope, Hello, parse
@@ -28,6 +29,7 @@ from custommsg.core.records import (
     SENDING,
     SENT,
     OutboxEntry,
+    Page,
 )
 from custommsg.core.wire import Message
 from custommsg.inbox.counters import Counters
@@ -65,6 +67,9 @@ def clock() -> Clock:
 @pytest.fixture
 def outbox(store: Store, clock: Clock) -> Outbox:
     return Outbox(store, per_peer_max=5, clock=clock)
+
+
+OUR_HELLO, OUR_REPLY = Hello(1, reply=False, batch=True), Hello(1, reply=True, batch=True)  # we read 47437
 
 
 def ready(peer_id: str) -> bool:
@@ -368,11 +373,11 @@ def test_a_peer_that_asked_for_nothing_hears_nothing(store: Store, outbox: Outbo
     outbox.enqueue(A, msg(1), ack=True)
     w.acked.ask(A)
     w.acked.ask(A)
-    assert w.posted == [(A, Hello(1, reply=False))]
+    assert w.posted == [(A, OUR_HELLO)]
     # and a reconnect with the message still waiting asks again
     w.acked.disconnected(A)
     w.acked.connected(A)
-    assert w.posted == [(A, Hello(1, reply=False))] * 2
+    assert w.posted == [(A, OUR_HELLO)] * 2
 
 
 def test_acknowledged_delivery_turned_off(store: Store, outbox: Outbox, clock: Clock) -> None:
@@ -391,12 +396,12 @@ def test_hellos_and_what_they_start(store: Store, outbox: Outbox, clock: Clock) 
     w = Wiring(store, outbox, clock)
     outbox.enqueue(A, msg(1), ack=True)
     w.acked.connected(A)
-    assert w.posted == [(A, Hello(1, reply=False))] and not w.acked.ready(A)
+    assert w.posted == [(A, OUR_HELLO)] and not w.acked.ready(A)
     w.acked.on_hello(A, Hello(1, reply=True))  # its answer: ready, send what waits
     assert w.acked.ready(A) and w.scheduled == [(A, True, True)] and len(w.posted) == 1
     clock.advance(10)
     w.acked.on_hello(A, Hello(1, reply=False))  # its plugin (re)started: answered, and everything again
-    assert w.posted[-1] == (A, Hello(1, reply=True)) and w.scheduled[-1] == (A, True, True)
+    assert w.posted[-1] == (A, OUR_REPLY) and w.scheduled[-1] == (A, True, True)
     w.acked.on_hello(A, Hello(1, reply=True))
     assert len(w.scheduled) == 2
     w.acked.disconnected(A)
@@ -408,7 +413,7 @@ def test_a_hello_flood_is_answered_at_a_pace(store: Store, outbox: Outbox, clock
     w = Wiring(store, outbox, clock)
     w.acked.connected(A)
     w.acked.on_hello(A, Hello(1, reply=False))
-    assert w.scheduled == [(A, True, True)] and w.posted == [(A, Hello(1, reply=True))]
+    assert w.scheduled == [(A, True, True)] and w.posted == [(A, OUR_REPLY)]
     for _ in range(2000):
         w.acked.on_hello(A, Hello(1, reply=False))
     # then nothing more goes at once: the reply is owed, the resend not needed within the interval
@@ -416,14 +421,14 @@ def test_a_hello_flood_is_answered_at_a_pace(store: Store, outbox: Outbox, clock
     # when a second passes: one owed reply, at the sweep; no resend before 10 s
     clock.advance(1)
     w.acked.sweep()
-    assert w.posted[1:] == [(A, Hello(1, reply=True))] and len(w.scheduled) == 1
+    assert w.posted[1:] == [(A, OUR_REPLY)] and len(w.scheduled) == 1
     w.acked.sweep()
     assert len(w.posted) == 2  # owed once, sent once
     # and after the retransmit interval, the next hello may resend once more
     clock.advance(9)
     for _ in range(100):
         w.acked.on_hello(A, Hello(1, reply=False))
-    assert w.scheduled == [(A, True, True)] * 2 and w.posted[2:] == [(A, Hello(1, reply=True))]
+    assert w.scheduled == [(A, True, True)] * 2 and w.posted[2:] == [(A, OUR_REPLY)]
 
 
 def test_a_reconnect_is_answered_at_once(store: Store, outbox: Outbox, clock: Clock) -> None:
@@ -436,7 +441,7 @@ def test_a_reconnect_is_answered_at_once(store: Store, outbox: Outbox, clock: Cl
     # when it says hello on the new connection, then it is answered and resent to without waiting
     w.acked.on_hello(A, Hello(1, reply=False))
     assert w.scheduled == [(A, True, True)] * 2
-    assert w.posted.count((A, Hello(1, reply=True))) == 2
+    assert w.posted.count((A, OUR_REPLY)) == 2
 
 
 def test_one_peers_flood_does_not_pace_another(store: Store, outbox: Outbox, clock: Clock) -> None:
@@ -447,7 +452,7 @@ def test_one_peers_flood_does_not_pace_another(store: Store, outbox: Outbox, clo
         w.acked.on_hello(A, Hello(1, reply=False))
     w.acked.on_hello(B, Hello(1, reply=False))
     assert w.scheduled == [(A, True, True), (B, True, True)]
-    assert (B, Hello(1, reply=True)) in w.posted
+    assert (B, OUR_REPLY) in w.posted
 
 
 def test_hello_timeout_fails_and_refuses(store: Store, outbox: Outbox, clock: Clock) -> None:
@@ -493,6 +498,91 @@ def test_retransmit_and_ack(store: Store, outbox: Outbox, clock: Clock) -> None:
     clock.advance(100)
     w.acked.sweep()
     assert w.scheduled[-1] == (A, True, False) and len(w.scheduled) == 2  # nothing in flight any more
+
+
+# -- delayed acks (rules.AckPacer) and the one-write hand-off -------------------------------------
+
+# (time, seq, more in flight) -> what the pacer says: "now" (ack at once), or when the owed ack is due.
+PACER_TABLE = [
+    (0.000, 1, False, "now"),  # on its own: at once
+    (0.002, 2, True, 0.012),  # more in flight: owed, until the delay after the first it owes
+    (0.004, 3, True, 0.012),
+    (0.013, 4, True, 0.012),  # still owed (due() gives it)
+]
+
+
+def test_ack_pacer_table() -> None:
+    pacer = AckPacer(delay=0.010, every=32)
+    for now, seq, more, expected in PACER_TABLE:
+        due = pacer.stored(A, 7, seq, more, now)
+        assert ("now" if due is None else due) == expected, (now, seq)
+    assert pacer.next_due() == 0.012 and pacer.due(0.011) == []
+    assert pacer.due(0.013) == [(A, 7, 4)]  # one ack for 2, 3 and 4
+    assert pacer.due(0.5) == [] and pacer.next_due() is None and pacer.owed() == 0
+    assert pacer.stored(A, 7, 5, True, 0.6) == 0.61
+    assert pacer.stored(A, 7, 6, False, 0.601) is None  # one on its own takes what was owed with it
+    assert pacer.owed() == 0
+
+
+def test_ack_pacer_every_and_streams_apart() -> None:
+    pacer = AckPacer(delay=1.0, every=4)
+    assert [pacer.stored(A, 1, seq, True, 0.0) for seq in range(1, 7)] == [1.0, 1.0, 1.0, None, 1.0, 1.0]
+    assert pacer.stored(A, 2, 1, True, 0.5) == 1.5 and pacer.stored(B, 1, 1, True, 0.5) == 1.5  # each its own
+    assert pacer.due(1.0) == [(A, 1, 6)]
+    pacer.forget(B)  # disconnected: owed nothing
+    assert pacer.due(9.0) == [(A, 2, 1)] and pacer.next_due() is None
+
+
+def test_ack_pacer_keeps_nothing_past_the_delay() -> None:
+    # a peer opening a stream per envelope: each owed at most the delay, acks never more than envelopes
+    pacer = AckPacer(delay=0.010)
+    acks = 0
+    for n in range(10_000):
+        pacer.stored(A, n, 1, True, n * 0.001)
+        acks += len(pacer.due(n * 0.001))
+        assert pacer.owed() <= 11
+    assert acks <= 10_000
+
+
+def test_delayed_acks_go_when_the_alarm_rings(store: Store, outbox: Outbox, clock: Clock) -> None:
+    w = Wiring(store, outbox, clock)
+    alarms: list[float] = []
+    w.acked.wake_at = alarms.append
+    for seq in (1, 2, 3):
+        w.acked.on_envelope(A, Envelope(5, seq, msg(seq), more=seq > 1))
+    assert w.posted == [(A, Ack(5, 1))] and alarms == [clock() + 0.010] * 2
+    assert w.acked.owed_acks() == clock() + 0.010 and w.posted == [(A, Ack(5, 1))]  # not yet
+    clock.advance(0.010)
+    assert w.acked.owed_acks() is None
+    assert w.posted == [(A, Ack(5, 1)), (A, Ack(5, 3))]
+    assert [m.payload for m in store.inbox.list_messages(None, None, Page("created", 0, None))] == [
+        msg(n).serialize() for n in (1, 2, 3)
+    ]
+
+
+def test_first_in_line_enters_the_outbox_sent_with_its_seq(outbox: Outbox, store: Store) -> None:
+    # given nothing queued to A: the entry gets its seq in the write that queues it
+    first = outbox.enqueue(A, msg(1), ack=True, start=True)
+    assert (first.status, first.seq, first.updated_index) == (SENT, 1, 1)
+    assert store.outbox.outbox_entry(first.id) == first
+    # when a plain entry waits queued before the next one: that one waits its turn, without a seq
+    outbox.enqueue(A, msg(2))
+    behind = outbox.enqueue(A, msg(3), ack=True, start=True)
+    assert (behind.status, behind.seq) == (QUEUED, None)
+    # then it gets the next seq at its hand-off, after the plain one
+    send = Recorder()
+    outbox.deliver(A, send, ready)
+    assert [(e.seq, e.inner) for e in send.envelopes()] == [(2, msg(3))]
+    assert statuses(store, A) == [SENT, SENT, SENT]
+
+
+def test_first_in_line_counts_against_the_bound(store: Store) -> None:
+    small = Outbox(store, per_peer_max=2)
+    small.enqueue(B, msg(1), ack=True, start=True)
+    small.enqueue(B, msg(2), ack=True, start=True)
+    with pytest.raises(CustomMsgError) as full:
+        small.enqueue(B, msg(3), ack=True, start=True)
+    assert full.value.code == errors.OUTBOX_FULL
 
 
 # -- waiters, options ---------------------------------------------------------------------------

@@ -93,13 +93,14 @@ def test_refused(changed: dict[str, Any], says: str) -> None:
 
 def test_dev_timeouts_from_the_environment() -> None:
     assert parse_options(DEFAULTS, "/ln/regtest").hello_timeout is None
-    environ = {"CUSTOMMSG_DEV_HELLO_TIMEOUT": "2", "CUSTOMMSG_DEV_RETRANSMIT_AFTER": "0.5"}
+    environ = {"CUSTOMMSG_DEV_HELLO_TIMEOUT": "2", "CUSTOMMSG_DEV_RETRANSMIT_AFTER": "0.5",
+               "CUSTOMMSG_DEV_ACK_DELAY": "1"}
     config = parse_options(DEFAULTS, "/ln/regtest", environ)
-    assert (config.hello_timeout, config.retransmit_after) == (2.0, 0.5)
+    assert (config.hello_timeout, config.retransmit_after, config.ack_delay) == (2.0, 0.5, 1.0)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf", ""])
 def test_dev_timeouts_refused(value: str) -> None:
-    for name in ("CUSTOMMSG_DEV_HELLO_TIMEOUT", "CUSTOMMSG_DEV_RETRANSMIT_AFTER"):
+    for name in ("CUSTOMMSG_DEV_HELLO_TIMEOUT", "CUSTOMMSG_DEV_RETRANSMIT_AFTER", "CUSTOMMSG_DEV_ACK_DELAY"):
         with pytest.raises(ValidationError, match=f"{name} must be a number of seconds above 0"):
             parse_options(DEFAULTS, "/ln/regtest", {name: value})
