@@ -31,10 +31,12 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
         entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True)
         runtime.acked.ask(peer_id)  # if it is connected: its hello in answer starts the delivery
         return _result(entry, "queued")
-    entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=True)
+    # While the sender thread has work for the peer (a resend the peer's hello asked for, a delivery),
+    # the entry waits behind it: handed over with it, it would go twice.
+    entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=not runtime.sender.busy(peer_id))
     if entry.status == SENT:
-        # First in line, with its seq: one write, and the sender thread hands it over.
-        runtime.sender.put(peer_id, functools.partial(_hand_over_started, runtime, reply, entry), reply.crash)
+        # First in line, with its seq: one write, and it goes as a plain send goes.
+        runtime.send_started(entry, functools.partial(_started, runtime, reply, entry), reply.crash)
         return PENDING
 
     def job() -> None:
@@ -49,19 +51,15 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
     return PENDING
 
 
-def _hand_over_started(runtime: Runtime, reply: Reply, entry: OutboxEntry) -> None:
-    """Sender thread: the envelope of an entry that entered the outbox ``sent`` goes to lightningd. If the
-    peer went away meanwhile it stays ``sent``: it goes again once the peer says hello on its next
-    connection, as every unacknowledged entry does."""
-    try:
-        runtime.hand_over(entry.peer_id, entry)
-    except TransientError:
-        pass
-    except CustomMsgError as exc:
-        failed = runtime.outbox.fail(entry, exc.message)
-        reply.error(_failed(failed[0] if failed else entry))
+def _started(runtime: Runtime, reply: Reply, entry: OutboxEntry, failure: CustomMsgError | None) -> None:
+    """lightningd answered for the envelope of an entry that entered the outbox ``sent``. If the peer
+    went away meanwhile it stays ``sent``: it goes again once the peer says hello on its next
+    connection, as every unacknowledged entry does. Refused for good: it fails."""
+    if failure is None or isinstance(failure, TransientError):
+        reply.result(_result(entry, "sent"))
         return
-    reply.result(_result(entry, "sent"))
+    failed = runtime.outbox.fail(entry, failure.message)
+    reply.error(_failed(failed[0] if failed else entry))
 
 
 def _failed(entry: OutboxEntry) -> CustomMsgError:

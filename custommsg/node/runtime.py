@@ -161,22 +161,24 @@ class Runtime:
 
     def send_now(
         self, peer_id: str, message: Message, done: Done, on_crash: Callable[[Exception], None], ordered: bool = True,
+        counted_as: int | None = None,
     ) -> None:
         """Any thread: hand ``message`` to lightningd, then call ``done``. From the main loop when
         called on it and the peer is connected as far as we know; else from the sender thread,
         after asking lightningd if the peer is not. Unless ``ordered`` is False (acknowledged
         delivery's hellos and acks), a message waits behind what the sender thread is sending to
-        that peer."""
+        that peer. It counts as sent under its type, or ``counted_as`` (an envelope: its inner one's)."""
+        counted = message.type if counted_as is None else counted_as
         on_main = threading.current_thread().name == MAIN_THREAD
         if on_main and peer_id in self.connected and not (ordered and self.sender.busy(peer_id)):
-            self._send_from_loop(peer_id, message, done)
+            self._send_from_loop(peer_id, message, done, counted)
             return
 
         def job() -> None:
             try:
                 if peer_id not in self.connected:
                     self._check_peer(peer_id)
-                self._native_send(peer_id, message, counted_as=message.type)
+                self._native_send(peer_id, message, counted_as=counted)
             except CustomMsgError as exc:
                 done(exc)
             else:
@@ -190,14 +192,14 @@ class Runtime:
         deliver = self.deliver if peer_id in self.connected else self._probe_and_deliver
         self.sender.put(peer_id, functools.partial(deliver, peer_id))
 
-    def _send_from_loop(self, peer_id: str, message: Message, done: Done) -> None:
+    def _send_from_loop(self, peer_id: str, message: Message, done: Done, counted_as: int) -> None:
         """Main thread only: write the call and return to the loop; ``done`` runs on the answer."""
         _owned_by(MAIN_THREAD)
 
         def on_answer(result: Any, error: dict[str, Any] | None) -> None:
             if error is None:
-                if message.type not in ACK_TYPES:
-                    self.counters.count(peer_id, message.type, "sent")
+                if counted_as not in ACK_TYPES:
+                    self.counters.count(peer_id, counted_as, "sent")
                 done(None)
             elif error.get(LOST):
                 done(unreachable(ConnectionError(error.get("message"))))
@@ -289,6 +291,14 @@ class Runtime:
             self._native_send(peer_id, envelope.message(), counted_as=entry.type)
         else:
             self._native_send(peer_id, message_of(entry), counted_as=entry.type)
+
+    def send_started(self, entry: OutboxEntry, done: Done, on_crash: Callable[[Exception], None]) -> None:
+        """Main thread: the envelope of an entry that entered the outbox ``sent`` (first in line, with
+        its seq) goes as a plain send goes: from the loop, unless the sender thread is busy with the peer
+        (then behind that, in order). Every copy of it carries the same seq, so a resend racing it is
+        harmless: the receiver stores the seq once."""
+        envelope = self.acked.sending(entry.peer_id, envelope_of(entry))
+        self.send_now(entry.peer_id, envelope.message(), done, on_crash, counted_as=entry.type)
 
     def _resend(self, peer_id: str, envelope: Envelope) -> None:
         self._native_send(peer_id, envelope.message(), counted_as=None)  # counted at its first hand-off
