@@ -14,6 +14,13 @@
   lightningd with ``listpeers`` first), over its own ``rpcclient.PersistentRpc``.
   While it has work for a peer, the main thread queues later sends to that peer
   behind it (:meth:`SenderThread.busy`), so each peer's messages keep their order.
+* What the main thread writes to lightningd while it handles a round of input (hook
+  answers, notifications, method answers, log lines) is held and written at once
+  before the loop waits again: one write, and one wake-up of lightningd, for a
+  message's ``custommsg_stored`` notification and its hook answer together.
+* The main loop also keeps one **alarm** (:meth:`EventLoopPlugin.wake_at`): the
+  receiver's delayed acknowledgements, due within milliseconds, go out from the loop
+  itself when it rings, with no thread to wake.
 * The **timer thread** (:class:`TimerThread`) ends every parked wait at its deadline
   (``custommsg-wait``, ``-request``, ``-outbox-wait``, bLIP-50 calls: one
   ``WaiterRegistry``), sleeping until the earliest one, and once a second runs the
@@ -104,6 +111,8 @@ class EventLoopPlugin(SeamPlugin):
         # The alarm: wake_at(t) has alarm() called at time.monotonic() t; it returns its next time.
         self.alarm: Callable[[], float | None] = lambda: None
         self._alarm_at: float | None = None
+        self._held: list[bytes] | None = None  # the main thread's writes this round (serve() sets it)
+        self._loop_thread: int | None = None
         self._selector = selectors.DefaultSelector()
         self._watched: tuple[Any, int] | None = None  # the socket registered with the selector, and how
 
@@ -148,11 +157,31 @@ class EventLoopPlugin(SeamPlugin):
         if later is not None:
             self.wake_at(later)
 
+    def write_raw(self, data: bytes) -> None:
+        if self._held is not None and threading.get_ident() == self._loop_thread:
+            self._held.append(data)  # written before the loop waits again (_release)
+            return
+        super().write_raw(data)
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        if held:
+            super().write_raw(b"".join(held))
+
     def serve(self, stdin: int) -> None:
+        self._loop_thread, self._held = threading.get_ident(), []
+        try:
+            self._serve(stdin)
+        finally:
+            self._release()  # a shutdown leaves by SystemExit: what it answered still goes
+            self._held = None
+
+    def _serve(self, stdin: int) -> None:
         self._selector.register(stdin, selectors.EVENT_READ, "stdin")
         partial = b""
         while True:
             self._watch_rpc_socket()
+            self._release()
             timeout = None if self._alarm_at is None else max(0.0, self._alarm_at - time.monotonic())
             for key, events in self._selector.select(timeout):
                 if key.data == "stdin":
