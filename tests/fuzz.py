@@ -345,7 +345,7 @@ def well_formed_bodies() -> st.SearchStrategy[bytes]:
 
 # -- what a hostile peer sends: acknowledged delivery's hello, envelope and ack -------------
 
-HELLO, ENVELOPE, ACK = 47431, 47433, 47435
+HELLO, ENVELOPE, ACK, ENVELOPE_MORE = 47431, 47433, 47435, 47437
 U64_EDGES = (0, 1, 2, 255, 256, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1)
 
 
@@ -362,15 +362,16 @@ def _filler(n: int) -> bytes:
 
 
 def hostile_ack_messages() -> st.SearchStrategy[bytes]:
-    """Whole messages (``u16 type || body``) of the three types, with every length and field value:
-    hellos of any version and flags, envelopes with any stream and seq and inner lengths from none to
-    one over the limit, acks of any length; cut short or with bytes added."""
-    type_ = st.sampled_from((HELLO, ENVELOPE, ACK))
+    """Whole messages (``u16 type || body``) of the four types, with every length and field value:
+    hellos of any version and flags, envelopes (both types) with any stream and seq and inner lengths
+    from none to one over the limit, acks of any length; cut short or with bytes added."""
+    type_ = st.sampled_from((HELLO, ENVELOPE, ACK, ENVELOPE_MORE))
     hello = st.builds(lambda v, f, extra: _u(HELLO, 2) + _u(v, 2) + _u(f, 1) + extra,
                       st.one_of(st.sampled_from((0, 1, 2, 255, 65535)), st.integers(0, 65535)),
                       st.integers(0, 255), st.binary(max_size=8))
     inner_len = st.one_of(st.integers(0, 8), st.sampled_from((65513, 65514, 65515, 65516, 65517, 65518)))
-    envelope = st.builds(lambda s, q, inner: _u(ENVELOPE, 2) + _u(s, 8) + _u(q, 8) + inner, u64s(), u64s(),
+    envelope = st.builds(lambda kind, s, q, inner: _u(kind, 2) + _u(s, 8) + _u(q, 8) + inner,
+                         st.sampled_from((ENVELOPE, ENVELOPE_MORE)), u64s(), u64s(),
                          st.builds(lambda t, n: _u(t, 2)[:n] + _filler(n - 2), st.integers(0, 65535), inner_len))
     ack = st.builds(lambda s, q: _u(ACK, 2) + _u(s, 8) + _u(q, 8), u64s(), u64s())
     any_body = st.builds(lambda t, body: _u(t, 2) + body, type_, st.one_of(st.binary(max_size=40),
@@ -378,7 +379,8 @@ def hostile_ack_messages() -> st.SearchStrategy[bytes]:
     whole = st.one_of(hello, envelope, ack, any_body)
     cut = st.builds(lambda raw, n: raw[: n % (len(raw) + 1)], whole, st.integers(0, 1 << 17))
     longer = st.builds(lambda raw, extra: raw + extra, whole, st.binary(min_size=1, max_size=4))
-    return st.one_of(whole, cut, longer, st.sampled_from((b"", b"\xb9", b"\xb9\x47", b"\xb9\x49", b"\xb9\x4b")))
+    return st.one_of(whole, cut, longer,
+                     st.sampled_from((b"", b"\xb9", b"\xb9\x47", b"\xb9\x49", b"\xb9\x4b", b"\xb9\x4d")))
 
 
 def hostile_messages() -> st.SearchStrategy[bytes]:

@@ -271,7 +271,10 @@ class EventLoopPlugin(SeamPlugin):
         if request.get("method") != name or "id" not in request:
             return False
         result = handler(request.get("params") or {})
-        self.write_json({"jsonrpc": "2.0", "id": request["id"], "result": result})
+        if name == "custommsg":  # always continue: the ready-made answer, with the id as written
+            self._answer(call[1], _CONTINUE)
+        else:
+            self.write_json({"jsonrpc": "2.0", "id": request["id"], "result": result})
         return True
 
 

@@ -146,20 +146,26 @@ class AckQueries:
                 ).fetchone()
             if row[0] is None or seq > row[0]:
                 return None
-            ids = db.execute(
+            ids = [row[0] for row in db.execute(
                 f"SELECT id FROM outbox WHERE ack = 1 AND peer_id = ? AND stream = ? AND status IN {_IN} AND seq <= ? "
                 "ORDER BY seq",
                 (*key, *UNACKNOWLEDGED, seq),
+            ).fetchall()]
+            if not ids:
+                return []
+            # One ack settles many entries (acks are cumulative and delayed): their updated_index values
+            # are taken in one step, and the entries moved by one statement run for each.
+            first = self.store.outbox.next_updated_index(db, len(ids)) - len(ids) + 1
+            db.executemany(
+                "UPDATE outbox SET status = ?, reason = NULL, updated_at = ?, updated_index = ?, delivered_at = ?, "
+                "sent_at = COALESCE(sent_at, ?) WHERE id = ?",
+                [(DELIVERED, now, first + n, now, now, entry_id) for n, entry_id in enumerate(ids)],
+            )
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM outbox WHERE updated_index >= ? AND updated_index < ? ORDER BY updated_index",
+                (first, first + len(ids)),
             ).fetchall()
-            delivered = []
-            for (entry_id,) in ids:
-                row = db.execute(
-                    "UPDATE outbox SET status = ?, reason = NULL, updated_at = ?, updated_index = ?, delivered_at = ?, "
-                    f"sent_at = COALESCE(sent_at, ?) WHERE id = ? RETURNING {COLUMNS}",
-                    (DELIVERED, now, self.store.outbox.next_updated_index(db), now, now, entry_id),
-                ).fetchone()
-                delivered.append(outbox_from_row(row))
-        return delivered
+        return [outbox_from_row(row) for row in rows]
 
     def give_up(self, entry_id: int, to_status: str, now: float, reason: str, from_status: str) -> list[OutboxEntry]:
         """An entry expires or fails. If it has a seq, its stream breaks (module docstring): the later

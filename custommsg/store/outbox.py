@@ -20,10 +20,12 @@ class OutboxQueries:
     def __init__(self, store: Store):
         self.store = store
 
-    def next_updated_index(self, db: Db) -> int:
+    def next_updated_index(self, db: Db, count: int = 1) -> int:
+        """Take ``count`` updated_index values; returns the last (the first is that minus count - 1)."""
         row = db.execute(
-            "INSERT INTO vars (name, value) VALUES ('outbox_updated_index', 1) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"
+            "INSERT INTO vars (name, value) VALUES ('outbox_updated_index', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = vars.value + ? RETURNING value",
+            (count, count),
         ).fetchone()
         return int(row[0])
 

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from tests.fuzz import (
     ACK,
     ENVELOPE,
+    ENVELOPE_MORE,
     HELLO,
     LSPS0_MESSAGE_TYPE,
     fuzz,
@@ -150,15 +151,16 @@ def _u(value: int, size: int) -> bytes:
 
 # Envelopes of a few streams with small seqs, so that some are stored (seq = last + 1).
 storable_envelopes = st.builds(
-    lambda stream, seq, inner: _u(ENVELOPE, 2) + _u(stream, 8) + _u(seq, 8) + inner,
-    st.sampled_from((1, 2**64 - 1)), st.integers(1, 3),
+    lambda kind, stream, seq, inner: _u(kind, 2) + _u(stream, 8) + _u(seq, 8) + inner,
+    st.sampled_from((ENVELOPE, ENVELOPE_MORE)), st.sampled_from((1, 2**64 - 1)), st.integers(1, 3),
     st.one_of(st.binary(min_size=2, max_size=40), hostile_blip50_bodies().map(lambda body: LSPS0_PREFIX + body)),
 )
 acked_delivery = weighted(
     (4, hostile_ack_messages()),
     (2, storable_envelopes),
     (1, st.builds(lambda stream, seq: _u(ACK, 2) + _u(stream, 8) + _u(seq, 8), u64s(), u64s())),
-    (1, st.sampled_from((_u(HELLO, 2) + b"\x00\x01\x00", _u(HELLO, 2) + b"\x00\x01\x01"))),
+    (1, st.sampled_from((_u(HELLO, 2) + b"\x00\x01\x00", _u(HELLO, 2) + b"\x00\x01\x01",
+                         _u(HELLO, 2) + b"\x00\x01\x02"))),
 )
 
 
