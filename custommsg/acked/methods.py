@@ -35,9 +35,10 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
     # the entry waits behind it: handed over with it, it would go twice.
     entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=not runtime.sender.busy(peer_id))
     if entry.status == SENT:
-        # First in line, with its seq: one write, and it goes as a plain send goes.
-        runtime.send_started(entry, functools.partial(_started, runtime, reply, entry), reply.crash)
-        return PENDING
+        # First in line, with its seq: one write, and it goes as a plain send goes. The answer needs
+        # nothing more: the entry is stored, in its stream, and goes again until acknowledged.
+        runtime.send_started(entry, functools.partial(_started, runtime, entry), functools.partial(_crashed, runtime))
+        return _result(entry, "sent")
 
     def job() -> None:
         runtime.deliver(peer_id)  # in order, behind whatever of the peer's outbox is before it
@@ -51,15 +52,19 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
     return PENDING
 
 
-def _started(runtime: Runtime, reply: Reply, entry: OutboxEntry, failure: CustomMsgError | None) -> None:
+def _started(runtime: Runtime, entry: OutboxEntry, failure: CustomMsgError | None) -> None:
     """lightningd answered for the envelope of an entry that entered the outbox ``sent``. If the peer
     went away meanwhile it stays ``sent``: it goes again once the peer says hello on its next
-    connection, as every unacknowledged entry does. Refused for good: it fails."""
+    connection, as every unacknowledged entry does. Refused for good: it fails (and with it the later
+    entries of its stream), as custommsg-outbox-wait and custommsg-outbox then say."""
     if failure is None or isinstance(failure, TransientError):
-        reply.result(_result(entry, "sent"))
         return
-    failed = runtime.outbox.fail(entry, failure.message)
-    reply.error(_failed(failed[0] if failed else entry))
+    for failed in runtime.outbox.fail(entry, failure.message):
+        runtime.plugin.log(f"outbox {failed.id} to {failed.peer_id} failed: {failed.reason}", level="warn")
+
+
+def _crashed(runtime: Runtime, exc: Exception) -> None:
+    runtime.plugin.log(f"outbox: handing over an acknowledged entry: {exc!r}", level="warn")
 
 
 def _failed(entry: OutboxEntry) -> CustomMsgError:

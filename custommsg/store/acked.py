@@ -100,20 +100,21 @@ class AckQueries:
     ) -> OutboxEntry | None:
         """An acknowledged message to a peer that said hello, queued and started in one transaction:
         when none of the peer's entries waits queued before it (so every earlier send has its seq
-        already) and its stream gives a seq, the entry enters the outbox ``sent`` with its (stream,
-        seq), and the caller hands it over; else it is ``queued``, as ``outbox.enqueue`` queues it.
-        ``None``: the peer's queue is full."""
+        already; the caller makes sure none is being handed over either) and its stream gives a seq,
+        the entry enters the outbox ``sent`` with its (stream, seq), and the caller hands it over;
+        else it is ``queued``, as ``outbox.enqueue`` queues it. ``None``: the peer's queue is full."""
         return self.store.outbox.enqueue(
-            peer_id, msg_type, payload, now, expires_at, per_peer_max, ack=True, sequence=self._first_in_line,
+            peer_id, msg_type, payload, now, expires_at, per_peer_max, ack=True, sequence=self._allocate,
         )
 
-    def _first_in_line(self, db: Db, peer: bytes) -> tuple[bytes, int] | None:
-        if db.execute("SELECT 1 FROM outbox WHERE peer_id = ? AND status IN (?, ?) LIMIT 1",
-                      (peer, QUEUED, SENDING)).fetchone() is not None:
-            return None
-        return self._allocate(db, peer)
-
     def _allocate(self, db: Db, peer: bytes) -> tuple[bytes, int] | None:
+        # The common case in one statement: the peer's stream is whole, take its next seq.
+        row = db.execute(
+            "UPDATE ack_out SET next_seq = next_seq + 1 WHERE peer_id = ? AND broken = 0 RETURNING stream, next_seq",
+            (peer,),
+        ).fetchone()
+        if row is not None:
+            return bytes(row[0]), int(row[1]) - 1
         row = db.execute("SELECT stream, next_seq, broken FROM ack_out WHERE peer_id = ?", (peer,)).fetchone()
         if row is not None and row[2]:
             waiting = db.execute(

@@ -36,19 +36,20 @@ class OutboxQueries:
         """Queue a message; ``None`` when the peer's queue already holds ``per_peer_max``: queued
         entries, and acknowledged ones handed over but not acknowledged yet.
 
-        ``sequence`` (acknowledged entries only), run in the same transaction, may give the entry
-        its (stream, seq) at once: it then enters the outbox ``sent``, and the caller hands it over.
+        ``sequence`` (acknowledged entries only), run in the same transaction when none of the
+        peer's entries is queued, may give the entry its (stream, seq) at once: it then enters the
+        outbox ``sent``, and the caller hands it over.
         """
         with self.store.transaction() as db:
             peer = bytes.fromhex(peer_id)
-            pending = db.execute(
-                "SELECT (SELECT COUNT(*) FROM outbox WHERE peer_id = ? AND status = ?) + "
+            queued, handed_over = db.execute(
+                "SELECT (SELECT COUNT(*) FROM outbox WHERE peer_id = ? AND status = ?), "
                 "(SELECT COUNT(*) FROM outbox WHERE ack = 1 AND peer_id = ? AND status IN (?, ?))",
                 (peer, QUEUED, peer, *UNACKNOWLEDGED[1:]),
-            ).fetchone()[0]
-            if pending >= per_peer_max:
+            ).fetchone()
+            if queued + handed_over >= per_peer_max:
                 return None
-            sequenced = None if sequence is None else sequence(db, peer)
+            sequenced = None if sequence is None or queued else sequence(db, peer)
             if sequenced is None:
                 entry_id = db.insert(
                     "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, expires_at, ack) "
@@ -59,7 +60,7 @@ class OutboxQueries:
                     entry_id, peer_id, msg_type, payload, QUEUED, None, now, now, None, expires_at, None, ack
                 )
             stream, seq = sequenced
-            updated_index = self.next_updated_index(db)
+            updated_index = self.next_updated_index(db)  # every status but queued has one
             entry_id = db.insert(
                 "INSERT INTO outbox (peer_id, type, payload, status, created_at, updated_at, sent_at, expires_at, "
                 "updated_index, ack, stream, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",

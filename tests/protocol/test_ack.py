@@ -35,7 +35,13 @@ def ack(stream: int, seq: int) -> str:
 
 
 def send_acked(ld: FakeLightningd, peer: str, msg: str, **extra: Any) -> dict[str, Any]:
-    return ld.call("custommsg-send", {"node_id": peer, "msg": msg, "ack": True, **extra}, timeout=5)
+    """custommsg-send ack=true; when it answers "sent", lightningd may not have the envelope yet (the entry
+    is stored and goes until acknowledged): wait until it has."""
+    before = len(envelopes_to(ld, peer))
+    result: dict[str, Any] = ld.call("custommsg-send", {"node_id": peer, "msg": msg, "ack": True, **extra}, timeout=5)
+    if result["status"] == "sent":
+        wait_for(lambda: len(envelopes_to(ld, peer)) > before)
+    return result
 
 
 def outbox(ld: FakeLightningd, **params: Any) -> list[dict[str, Any]]:
