@@ -138,3 +138,28 @@ def test_silent_to_a_peer_that_asked_for_nothing(node_factory):
     l1.connect(l3)
     assert l1.rpc.call("custommsg-outbox-wait", {"id": queued["id"], "timeout": 60})["status"] == "delivered"
     assert [m["payload"] for m in inbox(l3)] == ["8001aa", "8001bb", "8001cc"]
+
+
+def test_a_burst_is_acknowledged_by_few_acks_and_a_lone_message_at_once(node_factory):
+    """l1 sends 150 acknowledged messages to l2 back to back: l2 stores each once, in order, and
+    answers them with at most one ack for two envelopes (cumulative, delayed while more are in
+    flight: 47437; about one for three here). Then one message on its own (47433) is delivered at
+    once, not after a delay. What l2 sends l1 (its hello and its acks) is counted by l1's connectd,
+    which logs "custommsg processing finished" for each custom message a peer sent it (getlog)."""
+    l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
+    l2 = node_factory.get_node(options={"plugin": str(PLUGIN), "custommsg-peer-rate": 1000000,
+                                        "custommsg-peer-burst": 1000000})
+    l1.connect(l2)
+    peer = l2.info["id"]
+    msgs = [f"8001{i:04x}" + "cd" * 16 for i in range(150)]
+    ids = [send_acked(l1, peer, msg)["id"] for msg in msgs]
+    last = l1.rpc.call("custommsg-outbox-wait", {"id": ids[-1], "timeout": 60})
+    assert last["status"] == "delivered"
+    assert all(e["status"] == "delivered" for e in outbox(l1))
+    assert [m["payload"] for m in inbox(l2)] == msgs
+    log = l1.rpc.getlog(level="debug")["log"]  # lightningd's own, up to now (its file is read behind)
+    from_l2 = [e for e in log if "custommsg processing finished" in e.get("log", "")]
+    assert 2 <= len(from_l2) <= 1 + len(msgs) // 2, len(from_l2)  # its hello, then the acks
+    # and a message on its own is delivered without waiting for more
+    lone = send_acked(l1, peer, "8001" + "ef" * 8)
+    assert l1.rpc.call("custommsg-outbox-wait", {"id": lone["id"], "timeout": 5})["status"] == "delivered"
