@@ -36,6 +36,7 @@ class Config:
     acked_delivery: bool = True  # custommsg-acked-delivery: false, no hellos sent or answered
     hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
     retransmit_after: float | None = None
+    protocol_paths: tuple[str, ...] = ()  # custommsg-protocol: CSV specs, relative to the network directory
 
 
 def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -60,6 +61,7 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         acked_delivery=bool(options.get("custommsg-acked-delivery", True)),
         hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
         retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
+        protocol_paths=tuple(os.path.join(lightning_dir, str(p)) for p in options.get("custommsg-protocol") or []),
     )
 
 
