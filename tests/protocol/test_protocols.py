@@ -36,7 +36,7 @@ REQUEST_FIELDS = {
 # swap_request (42101 = a475) with REQUEST_FIELDS, byte by byte
 REQUEST_WIRE = (
     "a475" + SWAP_ID + "0003" "627463" "0000670000010000" "00000000000186a0" + POINT
-    + "01021388" "0309" + "rebalance".encode().hex()
+    + "01021388" "0309" + b"rebalance".hex()
 )
 RESPONSE_FIELDS = {
     "swap_id": SWAP_ID,
@@ -108,7 +108,7 @@ def test_a_peer_that_does_not_follow_the_spec_is_stored_with_the_reason(make_ld:
         assert ld.custommsg(PEER_A, payload) == {"result": "continue"}
     listed = ld.call("custommsg-list", {"name": "swap_response"})["messages"]
     assert [(m["payload"], "fields" in m) for m in listed] == [(p, False) for p in bad]
-    for entry, reason in zip(listed, bad.values()):
+    for entry, reason in zip(listed, bad.values(), strict=True):
         assert reason in entry["decode_error"], entry["decode_error"]
     # an unknown odd record is kept, by its number
     ld.custommsg(PEER_A, RESPONSE_WIRE + "0501ff")
