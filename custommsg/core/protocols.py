@@ -523,7 +523,10 @@ def parse_spec(text: str, source: str) -> Spec:
     if not namespace.messagetypes:
         raise _spec_error(source, None, "no msgtype line: a protocol has at least one message")
     compiler = _Compiler(source, lines)
-    messages = [compiler.message(m) for m in namespace.messagetypes.values()]
+    try:
+        messages = [compiler.message(m) for m in namespace.messagetypes.values()]
+    except RecursionError:  # subtypes nested deeper than Python recurses
+        raise _spec_error(source, None, "subtypes are nested too deeply") from None
     return Spec(source, sorted(messages, key=lambda m: m.line))
 
 
@@ -565,7 +568,7 @@ class _Compiler:
     def __init__(self, source: str, lines: dict[tuple[str, str], int]):
         self.source = source
         self.lines = lines
-        self.subtypes: dict[str, StructShape] = {}
+        self.subtypes: dict[str, tuple[StructShape, list[dict[str, Any]]]] = {}  # each compiled once
         self.building: set[str] = set()
 
     def error(self, key: tuple[str, str], reason: str) -> SpecError:
@@ -647,10 +650,10 @@ class _Compiler:
             raise self.error(key, f"subtype {ftype.name} contains itself")
         if ftype.name not in self.subtypes:
             self.building.add(ftype.name)
-            self.subtypes[ftype.name], _ = self.struct(ftype, ftype.name, where="subtype")
+            self.subtypes[ftype.name] = self.struct(ftype, ftype.name, where="subtype")
             self.building.discard(ftype.name)
-        _, description = self.struct(ftype, ftype.name, where="subtype")
-        return self.subtypes[ftype.name], {"type": ftype.name, "fields": description}
+        shape, description = self.subtypes[ftype.name]
+        return shape, {"type": ftype.name, "fields": description}
 
     def tlv(self, ftype: TlvStreamType) -> tuple[Shape, dict[str, Any]]:
         shape = TlvShape(ftype.name)

@@ -7,7 +7,6 @@ each feature's methods come from its own ``methods`` module, listed in :data:`ME
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -113,7 +112,7 @@ def build_plugin(**plugin_args: Any) -> EventLoopPlugin:
     # lightningd starts plugins in the network directory (lightningd/options.c) and reads the manifest's
     # custommessages before it gives a plugin its options: the protocols folder is read now, so that
     # its even types reach connectd; a folder that cannot be read disables the plugin at init.
-    folder = Folder.read(os.getcwd())
+    folder = Folder.read()
     if folder.even_types():
         plugin.custom_msgs = folder.even_types()
     node = Node(plugin, folder)

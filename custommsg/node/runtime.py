@@ -81,15 +81,18 @@ class Folder:
     error: str | None = None
 
     @classmethod
-    def read(cls, network_dir: str) -> Folder:
-        """The folder's specs, checked together as they will be registered at init."""
+    def read(cls, network_dir: str | None = None) -> Folder:
+        """The folder's specs under ``network_dir`` (default: the working directory), checked together
+        as they will be registered at init."""
         try:
-            specs = folder_specs(network_dir)
+            specs = folder_specs(os.getcwd() if network_dir is None else network_dir)
             trial = Protocols(OWN_TYPES)
             for spec in specs:
                 trial.register(spec)
         except CustomMsgError as exc:
             return cls(error=exc.message)
+        except OSError as exc:  # no working directory (it was removed)
+            return cls(error=f"cannot be read: {exc}")
         return cls(specs)
 
     def even_types(self) -> list[int]:
@@ -103,9 +106,10 @@ def register_protocols(folder: Folder, paths: tuple[str, ...]) -> tuple[Protocol
     warnings: list[str] = []
     for spec in folder.specs:
         warnings += protocols.register(spec)
-    in_folder = {os.path.realpath(spec.source) for spec in folder.specs}
+    registered = {os.path.realpath(spec.source) for spec in folder.specs}
     for path in paths:
-        if os.path.realpath(path) not in in_folder:
+        if os.path.realpath(path) not in registered:  # a file given twice is registered once
+            registered.add(os.path.realpath(path))
             warnings += protocols.register(read_spec(path))
     return protocols, warnings
 

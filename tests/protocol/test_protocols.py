@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz import fuzz
 
-from .conftest import PEER_A, PEER_B, MakeLd
+from .conftest import OFFLINE_PEER, PEER_A, PEER_B, MakeLd
 from .harness import FakeLightningd, wait_for
 from .peerproto import app_sent_to
 
@@ -139,6 +139,15 @@ def test_send_refusals_name_the_field(make_ld: MakeLd, tmp_path: Path) -> None:
     assert app_sent_to(ld, PEER_A) == []
 
 
+def test_queued_by_name_for_an_offline_peer(make_ld: MakeLd, tmp_path: Path) -> None:
+    ld = swap_node(make_ld, tmp_path)
+    queued = ld.call("custommsg-send", {"node_id": OFFLINE_PEER, "name": "swap_request", "fields": REQUEST_FIELDS,
+                                        "queue": True, "ttl": 60})
+    assert queued["status"] == "queued" and queued["type"] == 42101
+    ld.connect_peer(OFFLINE_PEER)
+    wait_for(lambda: app_sent_to(ld, OFFLINE_PEER) == [REQUEST_WIRE])
+
+
 def test_request_and_reply_in_fields(make_ld: MakeLd, tmp_path: Path) -> None:
     ld = swap_node(make_ld, tmp_path)
     pending = ld.start_call("custommsg-request", {
@@ -147,6 +156,8 @@ def test_request_and_reply_in_fields(make_ld: MakeLd, tmp_path: Path) -> None:
     wait_for(lambda: app_sent_to(ld, PEER_A) == [REQUEST_WIRE])
     ld.custommsg(PEER_A, RESPONSE_WIRE)
     result = pending.result()
+    missing = ld.call_error("custommsg-request", {"node_id": PEER_A, "name": "swap_request", "fields": REQUEST_FIELDS})
+    assert (missing.code, missing.data) == (3310, {"param": "reply_type"})
     assert result["request"]["type"] == 42101
     assert (result["reply"]["name"], result["reply"]["fields"]) == ("swap_response", RESPONSE_FIELDS)
 

@@ -472,3 +472,25 @@ def test_fuzz_fields_round_trip(fields: dict[str, Any], points: int) -> None:
     protocols = registry(FUZZ_CSV, from_folder=True)
     raw = protocols.encode("arrays", fields)
     assert protocols.decode(raw) == Decoded("arrays", fields)
+
+
+def test_subtypes_nested_past_pythons_recursion_are_refused() -> None:
+    depth = 3000
+    lines = ["msgtype,t,32769", "msgdata,t,v,n0,"]
+    for i in range(depth):
+        lines += [f"subtype,n{i}", f"subtypedata,n{i},x,{f'n{i + 1}' if i + 1 < depth else 'u8'},"]
+    with pytest.raises(SpecError) as caught:
+        parse_spec("\n".join(lines), "deep.csv")
+    assert caught.value.data["reason"] == "subtypes are nested too deeply"
+
+
+def test_a_subtype_used_many_times_is_compiled_once() -> None:
+    # given 40 levels, each subtype holding two of the next: 2^40 paths if each use were compiled again
+    lines = ["msgtype,t,32769", "msgdata,t,v,n0,"]
+    for i in range(40):
+        inner = f"n{i + 1}" if i + 1 < 40 else "u8"
+        lines += [f"subtype,n{i}", f"subtypedata,n{i},a,{inner},", f"subtypedata,n{i},b,{inner},"]
+    # when parsed; then at once refused, for its size: it was not walked path by path
+    with pytest.raises(SpecError) as caught:
+        parse_spec("\n".join(lines), "wide.csv")
+    assert caught.value.data["reason"] == "t takes at least 1099511627776 bytes: a message body is at most 65533"
