@@ -7,6 +7,8 @@ One folder per capability; imports point down this list, never up
               (who owns what), the RPC client, the pyln seam, the runtime init builds in
               one step, the hooks, and the wiring that registers every method
     send/     custommsg-send (now, queued, or acknowledged) and custommsg-request
+    protocols/ typed protocols' spec files (the option, the protocols folder),
+              custommsg-protocol-add, -protocols
     acked/    acknowledged delivery between two custommsg nodes: hellos, envelopes and acks
               running, custommsg-peers
     lsps/     JSON-RPC over custom messages (bLIP-50): our calls, our answers, lsps-call/-respond

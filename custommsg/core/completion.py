@@ -51,6 +51,7 @@ class Waiter:
     type: int | None = None
     body_prefix: bytes = b""
     method: str | None = None  # a bLIP-50 method
+    name: str | None = None  # a registered protocol's message name
     deadline: float | None = None
     exclusive: bool = False
     context: Any = None
@@ -65,6 +66,7 @@ class Waiter:
             and (self.type is None or message.type == self.type)
             and message_body(message.payload).startswith(self.body_prefix)
             and (self.method is None or (message.rpc is not None and message.rpc.method == self.method))
+            and (self.name is None or message.name == self.name)
         )
 
 

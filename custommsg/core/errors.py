@@ -52,6 +52,14 @@ LSPS_REQUEST_OTHER_PEER = 3357  # a stored request has that id, but another peer
 ACK_UNSUPPORTED = 3360  # the peer is connected and does not speak the acknowledged-delivery protocol
 DELIVERY_WAIT_TIMEOUT = 3361  # custommsg-outbox-wait: the entry did not settle in time
 
+# -- typed protocols (a protocol described in Core Lightning's wire CSV)
+PROTOCOL_SPEC_INVALID = 3370  # the CSV does not parse, or breaks a rule (data: source, line, reason)
+PROTOCOL_TYPE_REFUSED = 3371  # a type Core Lightning or this plugin reads itself
+PROTOCOL_TYPE_TAKEN = 3372  # a type or message name another registered protocol uses
+PROTOCOL_TYPE_EVEN = 3373  # an even type outside the protocols folder read at start
+PROTOCOL_UNKNOWN_NAME = 3374  # custommsg-send / -request: no registered message has that name
+PROTOCOL_FIELDS_INVALID = 3375  # fields missing, unknown, of the wrong type or out of range (data: name, field)
+
 # JSON-RPC's own "invalid request" and "invalid params"; -32600 is what pyln and
 # lightningd answer when a method fails on a bug.
 JSONRPC_INVALID_REQUEST = -32600

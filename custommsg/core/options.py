@@ -39,6 +39,7 @@ class Config:
     hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
     retransmit_after: float | None = None
     ack_delay: float | None = None
+    protocol_paths: tuple[str, ...] = ()  # custommsg-protocol: CSV specs, relative to the network directory
 
 
 def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -64,6 +65,7 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
         retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
         ack_delay=_seconds_env(environ or {}, ACK_DELAY_ENV),
+        protocol_paths=tuple(os.path.join(lightning_dir, str(p)) for p in options.get("custommsg-protocol") or []),
     )
 
 

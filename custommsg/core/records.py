@@ -96,6 +96,10 @@ class StoredMessage:
     received_at: float
     rpc: JsonRpcTag | None = None
     answered_at: float | None = None  # a bLIP-50 request we answered
+    # A registered protocol's message (core.protocols): its name, and its fields or why they could not be read.
+    name: str | None = None
+    fields: dict[str, Any] | None = None
+    decode_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -110,6 +114,12 @@ class StoredMessage:
             entry["text"] = message_body(self.payload).decode("utf-8")
         except UnicodeDecodeError:
             pass
+        if self.name is not None:
+            entry["name"] = self.name
+            if self.fields is not None:
+                entry["fields"] = self.fields
+            if self.decode_error is not None:
+                entry["decode_error"] = self.decode_error
         if self.rpc is not None:
             entry["kind"] = self.rpc.kind
             try:  # checked at the door (blip50.parse_frame) before it was stored

@@ -251,6 +251,11 @@ def parse_method(value: Any, name: str = "method") -> str:
     return _printable(value, name, "method name")
 
 
+def parse_message_name(value: Any) -> str:
+    """A registered protocol's message name (custommsg-list, -wait)."""
+    return _printable(value, "name", "message name")
+
+
 def parse_request_id(value: Any) -> str:
     """custommsg-lsps-respond's ``id``: the peer's JSON-RPC id, as the inbox shows it."""
     return _printable(value, "id", "method name")

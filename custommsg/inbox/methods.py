@@ -17,6 +17,7 @@ from ..core.errors import CustomMsgError
 from ..core.validate import (
     check_exactly_one,
     optional,
+    parse_message_name,
     parse_method,
     parse_page,
     parse_peer_filter,
@@ -31,26 +32,30 @@ if TYPE_CHECKING:
 
 def list_messages(
     runtime: Runtime, reply: Reply, peer_id: Any = None, type: Any = None,
-    index: Any = None, start: Any = None, limit: Any = None, method: Any = None,
+    index: Any = None, start: Any = None, limit: Any = None, method: Any = None, name: Any = None,
 ) -> Any:
     """List stored messages, oldest first; paginate with {index}=created, {start} and {limit}.
 
-    {method} keeps the bLIP-50 requests and notifications of that method. Returns {messages}:
-    each with created_index, peer_id, type, payload (hex), length, received_at, text, and for
-    bLIP-50 messages kind, method and the decoded json.
+    {method} keeps the bLIP-50 requests and notifications of that method, {name} the messages of
+    that registered protocol message. Returns {messages}: each with created_index, peer_id, type,
+    payload (hex), length, received_at, text; for bLIP-50 messages kind, method and the decoded
+    json; for a registered protocol's messages name, and fields or decode_error.
     """
     page = parse_page(index, start, limit)
     rpc_method = optional(method, parse_method)
+    message_name = optional(name, parse_message_name)
     inbox = runtime.store.inbox
-    messages = inbox.list_messages(parse_peer_filter(peer_id), parse_type_filter(type), page, rpc_method)
+    messages = inbox.list_messages(
+        parse_peer_filter(peer_id), parse_type_filter(type), page, rpc_method, message_name
+    )
     return {"messages": [m.to_json() for m in messages]}
 
 
 def wait_message(
     runtime: Runtime, reply: Reply, nextvalue: Any, peer_id: Any = None, type: Any = None,
-    timeout: Any = None, method: Any = None,
+    timeout: Any = None, method: Any = None, name: Any = None,
 ) -> Any:
-    """Wait for the first stored message with created_index >= {nextvalue} (matching {peer_id}, {type}, {method}).
+    """Wait for the first stored message with created_index >= {nextvalue} matching {peer_id}, {type}, {method}, {name}.
 
     Returns that message at once if it is stored, else when it arrives; with {timeout}
     (seconds), fails when none comes in time.
@@ -58,8 +63,9 @@ def wait_message(
     start = parse_uint("nextvalue", nextvalue)
     peer, msg_type = parse_peer_filter(peer_id), parse_type_filter(type)
     rpc_method = optional(method, parse_method)
+    message_name = optional(name, parse_message_name)
     seconds = optional(timeout, lambda v: parse_seconds(v, "timeout", allow_zero=True))
-    found = runtime.store.inbox.first_message(start, peer, msg_type, rpc_method)
+    found = runtime.store.inbox.first_message(start, peer, msg_type, rpc_method, message_name)
     if found is not None:
         return found.to_json()
     if seconds == 0:
@@ -72,6 +78,7 @@ def wait_message(
             peer_id=peer,
             type=msg_type,
             method=rpc_method,
+            name=message_name,
             deadline=None if seconds is None else runtime.waiters.clock() + seconds,
         )
     )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.completion import WaiterRegistry
 from ..core.errors import StorageError
 from ..core.policy import PeerRateLimiter
+from ..core.protocols import Protocols
 from ..core.records import JsonRpcTag, StoredMessage
 from .counters import Counters
 
@@ -35,6 +36,7 @@ class Receiver:
     def __init__(
         self, store: Store, counters: Counters, limiter: PeerRateLimiter, waiters: WaiterRegistry,
         inbox_max: int, notify: Callable[[dict[str, Any]], None], log: Callable[..., None],
+        protocols: Protocols | None = None,
     ):
         self.store = store
         self.counters = counters
@@ -43,6 +45,7 @@ class Receiver:
         self.inbox_max = inbox_max
         self.notify = notify
         self.log = log
+        self.protocols = protocols or Protocols()  # registered messages are stored with their fields
         self.malformed = 0  # payloads too short to have a type
         self._storage_failing = False  # log a storage outage once, and its end once
 
@@ -82,9 +85,11 @@ class Receiver:
     ) -> StoredMessage | None:
         """Store the message, count it, notify other plugins and wake waits; None if ``gate`` (run in
         the storing transaction) said no. StorageError, counted and logged, if it could not be stored."""
+        # Decoded before the transaction: decoding never raises, and its work is bounded by len(raw).
+        decoded = self.protocols.decode(raw) if msg_type in self.protocols.by_type else None
         try:
             stored = self.store.inbox.add_message(
-                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate
+                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate, decoded
             )
         except StorageError as exc:
             self.counters.count(peer_id, msg_type, "dropped_storage")

@@ -35,7 +35,9 @@ class Hooks:
     def wants_type(self, msg_type: int) -> bool:
         """Whether the custommsg hook needs to look past a message's type at all."""
         runtime = self.node.runtime
-        return runtime is not None and (msg_type in runtime.config.types or msg_type in ACK_TYPES)
+        return runtime is not None and (
+            msg_type in runtime.config.types or msg_type in ACK_TYPES or msg_type in runtime.protocols.by_type
+        )
 
     def on_custommsg(self, plugin: Any = None, peer_id: str = "", payload: str = "", **kwargs: Any) -> dict[str, str]:
         try:
@@ -64,7 +66,7 @@ class Hooks:
         msg_type = message_type(raw)
         if msg_type in ACK_TYPES:
             runtime.acked.receive(peer_id, raw)
-        elif msg_type not in runtime.config.types:
+        elif msg_type not in runtime.config.types and msg_type not in runtime.protocols.by_type:
             return
         elif msg_type == LSPS0_MESSAGE_TYPE:
             runtime.lsps.receive(peer_id, raw)

@@ -15,11 +15,12 @@ from ..acked import methods as acked_methods
 from ..inbox import methods as inbox_methods
 from ..lsps import methods as lsps_methods
 from ..outbox import methods as outbox_methods
+from ..protocols import methods as protocols_methods
 from ..send import methods as send_methods
 from .eventloop import EventLoopPlugin
 from .hooks import Hooks
 from .rpcmethod import rpc_method
-from .runtime import DELIVERED_TOPIC, STORED_TOPIC, Disabled, Runtime
+from .runtime import DELIVERED_TOPIC, STORED_TOPIC, Disabled, Folder, Runtime
 
 # Every custommsg-* method, from the folder of the capability it belongs to.
 METHODS: dict[str, Callable[..., Any]] = {
@@ -35,10 +36,12 @@ METHODS: dict[str, Callable[..., Any]] = {
     "custommsg-lsps-respond": lsps_methods.lsps_respond,
     "custommsg-outbox-wait": outbox_methods.outbox_wait,
     "custommsg-peers": acked_methods.peers,
+    "custommsg-protocol-add": protocols_methods.protocol_add,
+    "custommsg-protocols": protocols_methods.list_protocols,
 }
 assert METHODS == {
     **send_methods.METHODS, **inbox_methods.METHODS, **outbox_methods.METHODS,
-    **lsps_methods.METHODS, **acked_methods.METHODS,
+    **lsps_methods.METHODS, **acked_methods.METHODS, **protocols_methods.METHODS,
 }, "each feature's METHODS, all of them here"
 
 # name, default, description, type, repeatable (read and checked in options.parse_options)
@@ -63,6 +66,14 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
     ("custommsg-peer-burst", 1000, "Messages one peer may add at once above its rate", "int", False),
     ("custommsg-outbox-max", 1000, "Queued messages per peer in the outbox", "int", False),
     (
+        "custommsg-protocol",
+        None,
+        "A protocol described in Core Lightning's wire CSV (a file; relative to the network directory); repeatable. "
+        "Its messages are stored with their fields, and sent by name (even types: see custommsg/protocols/)",
+        "string",
+        True,
+    ),
+    (
         "custommsg-acked-delivery",
         True,
         "Acknowledged delivery (custommsg-send ack=true) with other custommsg nodes; false: no hellos sent or answered",
@@ -75,13 +86,14 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
 class Node:
     """The plugin and, once init has built it, its runtime."""
 
-    def __init__(self, plugin: EventLoopPlugin):
+    def __init__(self, plugin: EventLoopPlugin, folder: Folder | None = None):
         self.plugin = plugin
+        self.folder = folder or Folder()
         self.runtime: Runtime | None = None
 
     def on_init(self, options: dict[str, Any], configuration: dict[str, Any], plugin: Any, **kwargs: Any) -> Any:
         try:
-            runtime = Runtime.build(self.plugin, options, configuration)
+            runtime = Runtime.build(self.plugin, options, configuration, self.folder)
         except Disabled as exc:
             return {"disable": str(exc)}
         self.runtime = runtime
@@ -97,7 +109,13 @@ class Node:
 def build_plugin(**plugin_args: Any) -> EventLoopPlugin:
     """The Plugin with every method, hook and option registered; nothing runs until ``run()``."""
     plugin = EventLoopPlugin(**plugin_args)
-    node = Node(plugin)
+    # lightningd starts plugins in the network directory (lightningd/options.c) and reads the manifest's
+    # custommessages before it gives a plugin its options: the protocols folder is read now, so that
+    # its even types reach connectd; a folder that cannot be read disables the plugin at init.
+    folder = Folder.read()
+    if folder.even_types():
+        plugin.custom_msgs = folder.even_types()
+    node = Node(plugin, folder)
     hooks = Hooks(node)
 
     for name, default, description, opt_type, multi in OPTIONS:

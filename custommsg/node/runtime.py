@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyln.client import NodeVersion
@@ -26,17 +27,20 @@ from pyln.client import NodeVersion
 from .. import __version__
 from ..acked.delivery import AckedDelivery
 from ..core import errors
+from ..core.blip50 import LSPS0_MESSAGE_TYPE
 from ..core.completion import WaiterRegistry
 from ..core.envelope import ACK_TYPES, Envelope
 from ..core.errors import CustomMsgError, PeerError
 from ..core.options import Config, parse_options
 from ..core.policy import PeerRateLimiter
+from ..core.protocols import PROTOCOLS_FOLDER, Protocols, Spec
 from ..core.records import OutboxEntry
 from ..core.wire import Message
 from ..inbox.counters import Counters
 from ..inbox.receiver import Receiver
 from ..lsps.endpoint import LspsEndpoint
 from ..outbox.machine import Outbox, envelope_of, message_of
+from ..protocols.files import folder_specs, read_spec
 from ..store.database import Store
 from .eventloop import ConnectedPeers, EventLoopPlugin, SenderThread, TimerThread
 from .rpcclient import LOST, AsyncRpc, LightningdError, PersistentRpc, native_error, unreachable
@@ -62,15 +66,65 @@ class Disabled(Exception):
     """init cannot build the runtime: lightningd is told to disable the plugin, with this reason."""
 
 
+# Types this plugin reads itself, before any registered protocol could see them.
+OWN_TYPES: dict[int, str] = {
+    **{t: "acknowledged delivery" for t in ACK_TYPES},
+    LSPS0_MESSAGE_TYPE: "bLIP-50, custommsg-lsps-call",
+}
+
+
+@dataclass
+class Folder:
+    """The protocols folder, as read when lightningd asked for the manifest: its specs, or why it could not be."""
+
+    specs: list[Spec] = field(default_factory=list)
+    error: str | None = None
+
+    @classmethod
+    def read(cls, network_dir: str | None = None) -> Folder:
+        """The folder's specs under ``network_dir`` (default: the working directory), checked together
+        as they will be registered at init."""
+        try:
+            specs = folder_specs(os.getcwd() if network_dir is None else network_dir)
+            trial = Protocols(OWN_TYPES)
+            for spec in specs:
+                trial.register(spec)
+        except CustomMsgError as exc:
+            return cls(error=exc.message)
+        except OSError as exc:  # no working directory (it was removed)
+            return cls(error=f"cannot be read: {exc}")
+        return cls(specs)
+
+    def even_types(self) -> list[int]:
+        return sorted({m.type for spec in self.specs for m in spec.messages if m.type % 2 == 0})
+
+
+def register_protocols(folder: Folder, paths: tuple[str, ...]) -> tuple[Protocols, list[str]]:
+    """The folder's specs, then the option's files (a file of the folder named again is skipped);
+    SpecError if one is refused; else the registry and the warnings to log."""
+    protocols = Protocols(OWN_TYPES)
+    warnings: list[str] = []
+    for spec in folder.specs:
+        warnings += protocols.register(spec)
+    registered = {os.path.realpath(spec.source) for spec in folder.specs}
+    for path in paths:
+        if os.path.realpath(path) not in registered:  # a file given twice is registered once
+            registered.add(os.path.realpath(path))
+            warnings += protocols.register(read_spec(path))
+    return protocols, warnings
+
+
 class Runtime:
     def __init__(self, plugin: EventLoopPlugin, config: Config, store: Store, own_id: str, rpc_path: str,
-                 connected: list[str]):
+                 connected: list[str], protocols: Protocols | None = None, network_dir: str = ""):
         log = plugin.log
         self.plugin = plugin
         self.config = config
         self.store = store
         self.own_id = own_id
         self.started_at = time.time()
+        self.network_dir = network_dir
+        self.protocols = protocols or Protocols(OWN_TYPES)
         self.connected = ConnectedPeers(connected)
         self.waiters = WaiterRegistry(on_callback_error=lambda text: log(f"custommsg waiter: {text}", level="warn"))
         self.counters = Counters(store)
@@ -78,6 +132,7 @@ class Runtime:
         self.receiver = Receiver(
             store, self.counters, PeerRateLimiter(rate=config.peer_rate, burst=float(config.peer_burst)),
             self.waiters, config.inbox_max, notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=log,
+            protocols=self.protocols,
         )
         self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock)
         self.acked = AckedDelivery(
@@ -97,8 +152,10 @@ class Runtime:
     # -- lifecycle ------------------------------------------------------------
 
     @classmethod
-    def build(cls, plugin: EventLoopPlugin, options: dict[str, Any], configuration: dict[str, Any]) -> Runtime:
-        """Everything init needs, asked of lightningd and built; Disabled if the plugin cannot run."""
+    def build(cls, plugin: EventLoopPlugin, options: dict[str, Any], configuration: dict[str, Any],
+              folder: Folder | None = None) -> Runtime:
+        """Everything init needs, asked of lightningd and built; Disabled if the plugin cannot run.
+        ``folder``: the protocols folder as the manifest was built from it."""
         info = plugin.rpc.getinfo()
         version = str(info.get("version", ""))
         try:
@@ -109,14 +166,20 @@ class Runtime:
             raise Disabled(f"custommsg needs Core Lightning {MIN_CLN_VERSION} or newer (hook filters); "
                            f"this node runs {version}")
         lightning_dir = configuration["lightning-dir"]
+        folder = folder or Folder()
+        if folder.error is not None:
+            raise Disabled(f"{PROTOCOLS_FOLDER}: {folder.error}")
         try:
             config = parse_options(options, lightning_dir, os.environ)
+            protocols, warnings = register_protocols(folder, config.protocol_paths)
             store = Store(config.db_path)
         except CustomMsgError as exc:
             raise Disabled(exc.message) from None
+        for warning in warnings:
+            plugin.log(warning, level="warn")
         connected = [peer["id"] for peer in plugin.rpc.listpeers()["peers"] if peer.get("connected")]
         rpc_path = os.path.join(lightning_dir, configuration["rpc-file"])
-        return cls(plugin, config, store, info["id"], rpc_path, connected)
+        return cls(plugin, config, store, info["id"], rpc_path, connected, protocols, lightning_dir)
 
     def start(self) -> None:
         """Main thread, once, at the end of init: the threads start, and the work a start owes begins."""
@@ -131,7 +194,8 @@ class Runtime:
         self.deliver_to_connected()
         self.plugin.log(
             f"custommsg {__version__}: inbox {self.store.describe()} ({self.store.inbox.count} messages), "
-            f"types {','.join(self.config.types.describe())}, guard {'on' if self.config.guard else 'off'}"
+            f"types {','.join(self.config.types.describe())}, guard {'on' if self.config.guard else 'off'}, "
+            f"{len(self.protocols.by_type)} protocol messages"
         )
 
     def stop(self) -> None:

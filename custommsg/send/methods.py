@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 from ..acked.methods import send_acked
 from ..core import errors
 from ..core.completion import PENDING, Reply, Waiter
-from ..core.errors import CustomMsgError, PeerError, TransientError
+from ..core.errors import INVALID_PARAMETER, CustomMsgError, PeerError, TransientError, ValidationError
 from ..core.records import StoredMessage
 from ..core.validate import (
     DEFAULT_REQUEST_TIMEOUT,
+    check_not_self,
     check_reply_type,
     check_send_request,
     decode_hex,
     parse_bool,
+    parse_node_id,
     parse_seconds,
     parse_ttl,
 )
@@ -31,19 +33,21 @@ if TYPE_CHECKING:
 
 
 def send(
-    runtime: Runtime, reply: Reply, node_id: Any, msg: Any,
+    runtime: Runtime, reply: Reply, node_id: Any, msg: Any = None,
     allow_even: Any = False, queue: Any = False, ttl: Any = None, ack: Any = False,
+    name: Any = None, fields: Any = None,
 ) -> Any:
     """Send a custom message to a peer, after checking everything lightningd does not.
 
-    {msg} is hex: a 2-byte big-endian type then the body, as for sendcustommsg.
+    {msg} is hex: a 2-byte big-endian type then the body, as for sendcustommsg. Or, instead of
+    {msg}, a registered protocol's message {name} and its {fields} (custommsg-protocols).
     With {queue}, a message to a peer that is not connected waits in the outbox
     until it connects (for at most {ttl} seconds, if given). With {ack} (both peers run
     custommsg), it goes through the outbox until the peer's plugin acknowledges it has
     stored it (outbox status delivered; see custommsg-outbox-wait), across disconnects and restarts.
     Returns {status} (sent or queued), {peer_id}, {type}, {length}, and the outbox {id} when queued or with {ack}.
     """
-    peer_id, message = check_send_request(node_id, msg, runtime.own_id, parse_bool(allow_even, "allow_even"))
+    peer_id, message = _checked_message(runtime, node_id, msg, allow_even, name, fields)
     queued = parse_bool(queue, "queue")
     acked = parse_bool(ack, "ack")
     ttl_seconds = parse_ttl(ttl, queued or acked)
@@ -70,6 +74,27 @@ def send(
     return PENDING
 
 
+def _checked_message(
+    runtime: Runtime, node_id: Any, msg: Any, allow_even: Any, name: Any, fields: Any
+) -> tuple[str, Message]:
+    """The peer and the message, from {msg} or from a registered message's {name} and {fields}."""
+    even = parse_bool(allow_even, "allow_even")
+    if name is None:
+        if fields is not None:
+            raise ValidationError(
+                INVALID_PARAMETER, "fields goes with name (a registered message)", {"param": "fields"}
+            )
+        if msg is None:
+            raise ValidationError(INVALID_PARAMETER, "give msg (hex), or name and fields", {"param": "msg"})
+        return check_send_request(node_id, msg, runtime.own_id, even)
+    if msg is not None:
+        raise ValidationError(INVALID_PARAMETER, "give msg or name, not both", {"param": "msg"})
+    check_not_self(parse_node_id(node_id), runtime.own_id)  # the node id is checked first, as with msg
+    raw = runtime.protocols.encode(name, fields)
+    # A registered even type came from the protocols folder, so lightningd was told of it: no allow_even.
+    return check_send_request(node_id, raw.hex(), runtime.own_id, allow_even=True)
+
+
 def _sent(message: Message, peer_id: str, status: str, outbox_id: int | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"status": status, "peer_id": peer_id, "type": message.type, "length": len(message)}
     if outbox_id is not None:
@@ -78,16 +103,17 @@ def _sent(message: Message, peer_id: str, status: str, outbox_id: int | None = N
 
 
 def request_reply(
-    runtime: Runtime, reply: Reply, node_id: Any, msg: Any, reply_type: Any,
-    reply_prefix: Any = None, timeout: Any = None, allow_even: Any = False,
+    runtime: Runtime, reply: Reply, node_id: Any, msg: Any = None, reply_type: Any = None,
+    reply_prefix: Any = None, timeout: Any = None, allow_even: Any = False, name: Any = None, fields: Any = None,
 ) -> Any:
     """Send {msg} and return the peer's first reply of type {reply_type} whose body starts with {reply_prefix}.
 
-    Returns {request} (what was sent) and {reply} (the inbox entry). Fails after
-    {timeout} seconds (default 60), or at once if the peer disconnects.
+    Instead of {msg}, a registered message's {name} and {fields}; {reply_type} may then be a
+    registered message's name too. Returns {request} (what was sent) and {reply} (the inbox
+    entry). Fails after {timeout} seconds (default 60), or at once if the peer disconnects.
     """
-    peer_id, message = check_send_request(node_id, msg, runtime.own_id, parse_bool(allow_even, "allow_even"))
-    wanted = check_reply_type(reply_type, runtime.config.types)
+    peer_id, message = _checked_message(runtime, node_id, msg, allow_even, name, fields)
+    wanted = _reply_type(runtime, reply_type)
     prefix = b"" if reply_prefix is None else decode_hex(reply_prefix, "reply_prefix")
     seconds = DEFAULT_REQUEST_TIMEOUT if timeout is None else parse_seconds(timeout, "timeout")
     sent = {"peer_id": peer_id, "type": message.type, "length": len(message)}
@@ -131,6 +157,18 @@ def request_reply(
 
     runtime.send_now(peer_id, message, after_send, reply.crash)
     return PENDING
+
+
+def _reply_type(runtime: Runtime, reply_type: Any) -> int:
+    """A stored type, or a registered message's name or type (stored whatever custommsg-type says)."""
+    protocols = runtime.protocols
+    if isinstance(reply_type, str) and reply_type in protocols.by_name:
+        return protocols.by_name[reply_type].type
+    if isinstance(reply_type, int) and not isinstance(reply_type, bool) and reply_type in protocols.by_type:
+        return reply_type
+    if reply_type is None:
+        raise ValidationError(INVALID_PARAMETER, "reply_type is required", {"param": "reply_type"})
+    return check_reply_type(reply_type, runtime.config.types)
 
 
 METHODS: dict[str, Callable[..., Any]] = {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import astuple
 from typing import TYPE_CHECKING
 
+from ..core.protocols import Decoded
 from ..core.records import ALL, JsonRpcTag, Page, StoredMessage
 from .query import INBOX_COLUMNS as COLUMNS
 from .query import Db, message_from_row, where
@@ -21,22 +23,28 @@ class InboxQueries:
 
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
-        rpc: JsonRpcTag | None = None, gate: Callable[[Db], bool] | None = None,
+        rpc: JsonRpcTag | None = None, gate: Callable[[Db], bool] | None = None, decoded: Decoded | None = None,
     ) -> tuple[StoredMessage, list[tuple[str, int]]] | None:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
         Returns the stored message and the (peer, type) of each message dropped to
         make room, for the counters. ``gate`` runs first, in the same transaction: when it
         returns False nothing is stored (and None is returned); whatever it wrote commits or
-        rolls back with the message (``acked``: the receiver's last seq per stream).
+        rolls back with the message (``acked``: the receiver's last seq per stream). ``decoded``: a
+        registered protocol's name and fields (or decode error), stored beside the payload.
         """
+        name = fields = error = None
+        if decoded is not None:
+            name, error = decoded.name, decoded.error
+            fields = None if decoded.fields is None else json.dumps(decoded.fields, separators=(",", ":"))
         with self.store.transaction() as db:
             if gate is not None and not gate(db):
                 return None
             created_index = db.insert(
-                "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (bytes.fromhex(peer_id), msg_type, payload, received_at, *(astuple(rpc) if rpc else (None,) * 3)),
+                "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, name, fields, "
+                "decode_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (bytes.fromhex(peer_id), msg_type, payload, received_at, *(astuple(rpc) if rpc else (None,) * 3),
+                 name, fields, error),
             )
             count = self.count + 1
             dropped: list[tuple[str, int]] = []
@@ -52,18 +60,24 @@ class InboxQueries:
         self.count = count
         for p, t in dropped:
             self.store.counters.count(p, t, "dropped_retention")
-        return StoredMessage(created_index, peer_id, msg_type, payload, received_at, rpc), dropped
+        message = StoredMessage(
+            created_index, peer_id, msg_type, payload, received_at, rpc, None, name,
+            None if decoded is None else decoded.fields, error,
+        )
+        return message, dropped
 
     def list_messages(
-        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL, method: str | None = None
+        self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL, method: str | None = None,
+        name: str | None = None,
     ) -> list[StoredMessage]:
-        filters = where(peer_id, type=msg_type, rpc_method=method)
+        filters = where(peer_id, type=msg_type, rpc_method=method, name=name)
         return [message_from_row(r) for r in self.store.paged(COLUMNS, "inbox", filters, "created_index", page)]
 
     def first_message(
-        self, min_index: int, peer_id: str | None = None, msg_type: int | None = None, method: str | None = None
+        self, min_index: int, peer_id: str | None = None, msg_type: int | None = None, method: str | None = None,
+        name: str | None = None,
     ) -> StoredMessage | None:
-        found = self.list_messages(peer_id, msg_type, Page("created", min_index, 1), method)
+        found = self.list_messages(peer_id, msg_type, Page("created", min_index, 1), method, name)
         return found[0] if found else None
 
     def requests_with_id(self, rpc_id: str) -> list[StoredMessage]:

@@ -83,5 +83,13 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (peer_id, stream)
     ) WITHOUT ROWID;
     """,
+    # 5: typed protocols (core.protocols): a registered message's name, its fields as JSON, or why the
+    # bytes did not follow its spec
+    """
+    ALTER TABLE inbox ADD COLUMN name TEXT;
+    ALTER TABLE inbox ADD COLUMN fields TEXT;
+    ALTER TABLE inbox ADD COLUMN decode_error TEXT;
+    CREATE INDEX inbox_by_name ON inbox (name, created_index) WHERE name IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,6 +3,7 @@ the row shapes (the columns each table is read with, and the record each row bec
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..core.records import JsonRpcTag, OutboxEntry, StoredMessage
@@ -17,12 +18,18 @@ def where(peer_id: str | None, **columns: Any) -> tuple[str, list[Any]]:
     return " AND ".join(f"{column} = ?" for column in given), list(given.values())
 
 
-INBOX_COLUMNS = "created_index, peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, answered_at"
+INBOX_COLUMNS = (
+    "created_index, peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, answered_at, "
+    "name, fields, decode_error"
+)
 
 
 def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
     rpc = None if row[5] is None else JsonRpcTag(row[5], row[6], row[7])
-    return StoredMessage(row[0], bytes(row[1]).hex(), row[2], bytes(row[3]), row[4], rpc, row[8])
+    fields = None if row[10] is None else json.loads(row[10])  # written by add_message from decoded fields
+    return StoredMessage(
+        row[0], bytes(row[1]).hex(), row[2], bytes(row[3]), row[4], rpc, row[8], row[9], fields, row[11]
+    )
 
 
 OUTBOX_COLUMNS = (

@@ -10,7 +10,7 @@ from pathlib import Path
 from .conftest import PLUGIN, REPO
 
 OPTIONS = ["custommsg-guard", "custommsg-type", "custommsg-db", "custommsg-inbox-max", "custommsg-peer-rate",
-           "custommsg-peer-burst", "custommsg-outbox-max", "custommsg-acked-delivery"]
+           "custommsg-peer-burst", "custommsg-outbox-max", "custommsg-acked-delivery", "custommsg-protocol"]
 
 
 def readme_example() -> list[tuple[str, str]]:
@@ -32,6 +32,7 @@ def test_the_readme_example_in_a_config_file_is_what_listconfigs_shows(node_fact
     node = node_factory.get_node(options={"plugin": str(PLUGIN)}, start=False)
     config = Path(node.daemon.lightning_dir) / node.daemon.opts.get("network", "regtest") / "config"
     config.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "doc" / "examples" / "swap.csv", config.parent / "swap.csv")  # custommsg-protocol=swap.csv
     with config.open("a") as out:
         out.writelines(f"{name}={value}\n" for name, value in readme_example())
     node.start()
@@ -43,7 +44,7 @@ def test_the_readme_example_in_a_config_file_is_what_listconfigs_shows(node_fact
     for name, values in expected.items():
         shown = configs[name]
         assert shown["plugin"].endswith("plugin.py"), name
-        if "values_str" in shown:  # a multi option: custommsg-type
+        if "values_str" in shown:  # a multi option: custommsg-type, custommsg-protocol
             assert shown["values_str"] == values and all("config" in s for s in shown["sources"]), name
             continue
         (value,) = values
@@ -57,6 +58,8 @@ def test_the_readme_example_in_a_config_file_is_what_listconfigs_shows(node_fact
     # And the plugin runs with them: the database where custommsg-db put it, the types selected.
     assert (config.parent / "custommsg" / "inbox.sqlite3").exists()
     assert node.rpc.call("custommsg-stats")["inbox_count"] == 0
+    assert [m["name"] for m in node.rpc.call("custommsg-protocols")["protocols"][0]["messages"]] == [
+        "swap_request", "swap_response"]
 
 
 def test_every_option_in_lightningd_help_has_a_description(tmp_path: Path) -> None:

@@ -23,22 +23,27 @@ METHODS = {
     "custommsg-lsps-respond",
     "custommsg-outbox-wait",
     "custommsg-peers",
+    "custommsg-protocol-add",
+    "custommsg-protocols",
 }
 
 
 USAGE = {
-    "custommsg-send": "node_id msg [allow_even] [queue] [ttl] [ack]",
-    "custommsg-list": "[peer_id] [type] [index] [start] [limit] [method]",
-    "custommsg-wait": "nextvalue [peer_id] [type] [timeout] [method]",
+    "custommsg-send": "node_id [msg] [allow_even] [queue] [ttl] [ack] [name] [fields]",
+    "custommsg-list": "[peer_id] [type] [index] [start] [limit] [method] [name]",
+    "custommsg-wait": "nextvalue [peer_id] [type] [timeout] [method] [name]",
     "custommsg-delete": "[created_index] [up_to]",
     "custommsg-stats": "[peer_id] [type]",
     "custommsg-outbox": "[peer_id] [status] [index] [start] [limit]",
     "custommsg-cancel": "id",
-    "custommsg-request": "node_id msg reply_type [reply_prefix] [timeout] [allow_even]",
+    # reply_type is required (3310 without it), after msg, which name and fields may replace
+    "custommsg-request": "node_id [msg] [reply_type] [reply_prefix] [timeout] [allow_even] [name] [fields]",
     "custommsg-lsps-call": "peer_id method [params] [timeout]",
     "custommsg-lsps-respond": "peer_id id [result] [error]",
     "custommsg-outbox-wait": "id [timeout]",
     "custommsg-peers": "[peer_id]",
+    "custommsg-protocol-add": "path",
+    "custommsg-protocols": "",
 }
 
 

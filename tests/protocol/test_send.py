@@ -314,9 +314,9 @@ def test_many_large_sends(ld: FakeLightningd) -> None:
 @pytest.mark.parametrize(
     "params, words",
     [
-        ({"node_id": PEER_A}, "missing a required argument: 'msg'"),
+        ({"msg": "8001"}, "missing a required argument: 'node_id'"),
         ({"node_id": PEER_A, "msg": "8001", "nodeid": PEER_A}, "unexpected keyword argument 'nodeid'"),
-        ([PEER_A, "8001", False, False, None, False, "extra"], "too many positional arguments"),
+        ([PEER_A, "8001", False, False, None, False, None, None, "extra"], "too many positional arguments"),
     ],
     ids=["missing", "unknown", "too-many"],
 )

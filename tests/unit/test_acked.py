@@ -36,7 +36,7 @@ from custommsg.inbox.counters import Counters
 from custommsg.inbox.receiver import Receiver
 from custommsg.outbox.machine import Outbox, envelope_of
 from custommsg.store.database import Store
-from custommsg.store.migrations import MIGRATIONS
+from custommsg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 from .helpers import A, B, Clock, handed_over
 
@@ -115,7 +115,7 @@ def test_migration_from_version_3_keeps_the_outbox(db_path: str) -> None:
     db = sqlite3.connect(db_path)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"ack_out", "ack_in"} <= tables
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
 
 

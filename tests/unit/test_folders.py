@@ -25,8 +25,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "outbox": {"core", "store"},
     "lsps": {"core", "store", "inbox"},
     "acked": {"core", "store", "inbox", "outbox"},
+    "protocols": {"core"},
     "send": {"core", "store", "inbox", "outbox", "acked"},
-    "node": {"core", "store", "inbox", "outbox", "lsps", "acked", "send"},
+    "node": {"core", "store", "inbox", "outbox", "lsps", "acked", "send", "protocols"},
 }
 # Where an outside module may be imported, or a name used.
 ONLY_IN = {

@@ -102,6 +102,9 @@ VALID: list[tuple[str, str, Any]] = [
     ("custommsg-send", "request", {"node_id": A, "msg": 80010000}),  # lightning-cli sends digits-only hex unquoted
     ("custommsg-send", "request", {"node_id": A, "msg": "8001AABB", "allow_even": False}),
     ("custommsg-send", "request", {"node_id": B, "msg": "8001aa", "queue": True, "ttl": 1.5}),
+    ("custommsg-send", "request", {"node_id": A, "name": "swap_request", "fields": {"amount_sat": 1, "tlvs": {}}}),
+    ("custommsg-request", "request", {"node_id": A, "name": "swap_request", "reply_type": "swap_response"}),
+    ("custommsg-list", "request", {"name": "swap_response"}),
     ("custommsg-send", "response", {"status": "sent", "peer_id": A, "type": 32769, "length": 7}),
     ("custommsg-send", "response", {"status": "queued", "peer_id": B, "type": 32769, "length": 3, "id": 1}),
     ("custommsg-send", "request", {"node_id": B, "msg": "8001aa", "ack": True, "ttl": 60}),
@@ -201,7 +204,9 @@ VALID: list[tuple[str, str, Any]] = [
 
 # (schema, part, instance, why): the same shapes made wrong; each must fail.
 INVALID: list[tuple[str, str, Any, str]] = [
-    ("custommsg-send", "request", {"node_id": A}, "msg missing"),
+    ("custommsg-send", "request", {"msg": "8001"}, "node_id missing"),
+    ("custommsg-send", "request", {"node_id": A, "name": "t", "fields": [1]}, "fields not an object"),
+    ("custommsg-send", "request", {"node_id": A, "name": 5}, "name not a string"),
     ("custommsg-send", "request", {"node_id": A, "msg": "zz"}, "msg not hex"),
     ("custommsg-send", "request", {"node_id": A, "msg": True}, "msg a boolean"),
     ("custommsg-send", "request", {"node_id": NOT_A_KEY, "msg": "8001"}, "node_id not a compressed key"),
@@ -495,6 +500,9 @@ def test_wrong_example_fails(name: str, part: str, instance: Any, why: str) -> N
         StoredMessage(1, A, 32769, bytes.fromhex("800168656c6c6f"), 1764064800.123),  # text "hello"
         StoredMessage(2, A, 40001, bytes.fromhex("9c41ff00"), 5.5),  # not UTF-8: no text
         StoredMessage(3, B, 65535, bytes.fromhex("ffff"), 6.0),  # empty body: text ""
+        # a registered protocol's message, decoded; and one whose bytes did not follow its spec
+        StoredMessage(4, A, 32771, bytes.fromhex("8003000a"), 6.5, name="t", fields={"v": 10}),
+        StoredMessage(5, A, 32771, bytes.fromhex("8003"), 7.0, name="t", decode_error="v: u16 needs 2 bytes, 0 left"),
     ],
 )
 def test_the_plugins_message_shape_validates(message: StoredMessage) -> None:
