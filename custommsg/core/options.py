@@ -36,6 +36,7 @@ class Config:
     peer_burst: int
     outbox_max: int
     acked_delivery: bool = True  # custommsg-acked-delivery: false, no hellos sent or answered
+    stored_notification: bool = True  # custommsg-stored-notification
     hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
     retransmit_after: float | None = None
     ack_delay: float | None = None
@@ -62,6 +63,7 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         peer_burst=_positive_option(options, "custommsg-peer-burst"),
         outbox_max=_positive_option(options, "custommsg-outbox-max"),
         acked_delivery=bool(options.get("custommsg-acked-delivery", True)),
+        stored_notification=bool(options.get("custommsg-stored-notification", True)),
         hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
         retransmit_after=_seconds_env(environ or {}, RETRANSMIT_AFTER_ENV),
         ack_delay=_seconds_env(environ or {}, ACK_DELAY_ENV),

@@ -74,6 +74,14 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
         True,
     ),
     (
+        "custommsg-stored-notification",
+        True,
+        "Emit custommsg_stored for each stored message; false saves lightningd a database transaction per message "
+        "when no plugin subscribes",
+        "bool",
+        False,
+    ),
+    (
         "custommsg-acked-delivery",
         True,
         "Acknowledged delivery (custommsg-send ack=true) with other custommsg nodes; false: no hellos sent or answered",

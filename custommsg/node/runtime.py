@@ -56,6 +56,11 @@ Done = Callable[[CustomMsgError | None], None]  # a send's outcome: None when li
 MAIN_THREAD = "MainThread"
 
 
+def _silent(entry: dict[str, Any]) -> None:
+    """custommsg-stored-notification=false: lightningd handles every line a plugin writes in a database
+    transaction of its own (lightningd/plugin.c, plugin_read_json), subscribers or not."""
+
+
 def _owned_by(thread_name: str) -> None:
     """The table in ``eventloop``, enforced where breaking it would corrupt a connection."""
     if threading.current_thread().name != thread_name:
@@ -131,7 +136,8 @@ class Runtime:
         self.outbox = Outbox(store, config.outbox_max, on_settled=self._settled)
         self.receiver = Receiver(
             store, self.counters, PeerRateLimiter(rate=config.peer_rate, burst=float(config.peer_burst)),
-            self.waiters, config.inbox_max, notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=log,
+            self.waiters, config.inbox_max, log=log,
+            notify=self._notify_stored if config.stored_notification else _silent,
             protocols=self.protocols,
         )
         self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock)
@@ -202,6 +208,9 @@ class Runtime:
         self.timer.stop()
         self.sender.stop()
         self.store.close()
+
+    def _notify_stored(self, entry: dict[str, Any]) -> None:
+        self.plugin.notify(STORED_TOPIC, entry)
 
     def _settled(self, entry: OutboxEntry) -> None:
         self.waiters.wake(("outbox", entry.id), entry)

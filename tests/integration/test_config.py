@@ -10,7 +10,8 @@ from pathlib import Path
 from .conftest import PLUGIN, REPO
 
 OPTIONS = ["custommsg-guard", "custommsg-type", "custommsg-db", "custommsg-inbox-max", "custommsg-peer-rate",
-           "custommsg-peer-burst", "custommsg-outbox-max", "custommsg-acked-delivery", "custommsg-protocol"]
+           "custommsg-peer-burst", "custommsg-outbox-max", "custommsg-acked-delivery", "custommsg-protocol",
+           "custommsg-stored-notification"]
 
 
 def readme_example() -> list[tuple[str, str]]:

@@ -110,6 +110,18 @@ def test_custommsg_stored_notification(ld: FakeLightningd) -> None:
     assert stored == [1, 2]
 
 
+def test_stored_notification_turned_off(make_ld: MakeLd) -> None:
+    """custommsg-stored-notification=false: messages are stored, listed and waited for, and announced to no one."""
+    ld = make_ld({"custommsg-stored-notification": False})
+    waiting = ld.start_call("custommsg-wait", {"nextvalue": 2})
+    ld.custommsg(PEER_B, payload(0x9001, "one"))
+    ld.custommsg(PEER_B, payload(0x9002, "two"))
+    assert waiting.wait_response()["result"]["text"] == "two"
+    assert [m["text"] for m in ld.call("custommsg-list")["messages"]] == ["one", "two"]
+    ld.call("custommsg-stats")  # a round trip after both: a notification would have been written before it
+    assert [n for n in ld.notifications if n.get("method") == "custommsg_stored"] == []
+
+
 def test_type_option_restricts_storage(make_ld: MakeLd) -> None:
     """custommsg-type=40000-40999 (plus a single 7) keeps those types only."""
     ld = make_ld(options={"custommsg-type": ["40000-40999", "7"]})

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "custommsg-peer-burst": 1000,
     "custommsg-outbox-max": 1000,
     "custommsg-acked-delivery": True,
+    "custommsg-stored-notification": True,
 }
 
 
