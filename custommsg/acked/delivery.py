@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.envelope import (
+    ENVELOPE_OVERHEAD,
     HELLO_TIMEOUT,
     RETRANSMIT_AFTER,
     Ack,
@@ -182,7 +183,8 @@ class AckedDelivery:
         back every later one from that peer). It counts as received once, when stored: a copy
         dropped here (rate, storage) is not acknowledged, and comes again."""
         inner = envelope.inner
-        if not self.receiver.admit(peer_id, inner.type, counted=False):
+        # Charged what the peer sent: the envelope around the message.
+        if not self.receiver.admit(peer_id, inner.type, ENVELOPE_OVERHEAD + len(inner), counted=False):
             return
         gate = self.store.acked.envelope_gate(peer_id, envelope.stream, envelope.seq)
         try:

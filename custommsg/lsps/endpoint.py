@@ -72,12 +72,12 @@ class LspsEndpoint:
     def receive(self, peer_id: str, raw: bytes) -> None:
         """A 37913 message, when the inbox keeps that type: checked against bLIP-50 first. A valid one
         is kept like any message (with what it is: :func:`tag`), then may answer one of our calls."""
-        if not self.receiver.admit(peer_id, LSPS0_MESSAGE_TYPE):
+        if not self.receiver.admit(peer_id, LSPS0_MESSAGE_TYPE, len(raw)):
             return
         try:
             frame = parse_frame(message_body(raw))
         except MalformedFrame as exc:
-            self.receiver.counters.count(peer_id, LSPS0_MESSAGE_TYPE, "dropped_malformed")
+            self.receiver.counters.count(peer_id, LSPS0_MESSAGE_TYPE, "dropped_malformed", len(raw))
             self.on_malformed(peer_id, exc)
             return
         try:

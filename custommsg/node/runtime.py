@@ -30,7 +30,7 @@ from ..core.completion import WaiterRegistry
 from ..core.envelope import ACK_TYPES, Envelope
 from ..core.errors import CustomMsgError, PeerError
 from ..core.options import Config, parse_options
-from ..core.policy import PeerRateLimiter
+from ..core.policy import Budget, ReceiveLimiter
 from ..core.records import OutboxEntry
 from ..core.wire import Message
 from ..inbox.counters import Counters
@@ -75,8 +75,10 @@ class Runtime:
         self.waiters = WaiterRegistry(on_callback_error=lambda text: log(f"custommsg waiter: {text}", level="warn"))
         self.counters = Counters(store)
         self.outbox = Outbox(store, config.outbox_max, on_settled=self._settled)
+        limiter = ReceiveLimiter(Budget(config.peer_rate, float(config.peer_burst)), config.peer_bytes,
+                                 config.global_bytes)
         self.receiver = Receiver(
-            store, self.counters, PeerRateLimiter(rate=config.peer_rate, burst=float(config.peer_burst)),
+            store, self.counters, limiter,
             self.waiters, config.inbox_max, notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=log,
         )
         self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock)
@@ -196,7 +198,7 @@ class Runtime:
         def on_answer(result: Any, error: dict[str, Any] | None) -> None:
             if error is None:
                 if message.type not in ACK_TYPES:
-                    self.counters.count(peer_id, message.type, "sent")
+                    self.counters.count(peer_id, message.type, "sent", len(message))
                 done(None)
             elif error.get(LOST):
                 done(unreachable(ConnectionError(error.get("message"))))
@@ -219,7 +221,7 @@ class Runtime:
         except (OSError, EOFError) as exc:
             raise unreachable(exc) from exc
         if counted_as is not None and counted_as not in ACK_TYPES:
-            self.counters.count(peer_id, counted_as, "sent")
+            self.counters.count(peer_id, counted_as, "sent", len(message))
 
     def _post(self, peer_id: str, message: Message) -> None:
         """Any thread: send an acknowledged-delivery hello or ack; a failure is only logged."""

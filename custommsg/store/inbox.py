@@ -22,10 +22,10 @@ class InboxQueries:
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
         rpc: JsonRpcTag | None = None, gate: Callable[[Db], bool] | None = None,
-    ) -> tuple[StoredMessage, list[tuple[str, int]]] | None:
+    ) -> tuple[StoredMessage, list[tuple[str, int, int]]] | None:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
-        Returns the stored message and the (peer, type) of each message dropped to
+        Returns the stored message and the (peer, type, size) of each message dropped to
         make room, for the counters. ``gate`` runs first, in the same transaction: when it
         returns False nothing is stored (and None is returned); whatever it wrote commits or
         rolls back with the message (``acked``: the receiver's last seq per stream).
@@ -39,19 +39,19 @@ class InboxQueries:
                 (bytes.fromhex(peer_id), msg_type, payload, received_at, *(astuple(rpc) if rpc else (None,) * 3)),
             )
             count = self.count + 1
-            dropped: list[tuple[str, int]] = []
+            dropped: list[tuple[str, int, int]] = []
             if count > inbox_max:
                 rows = db.execute(
                     "DELETE FROM inbox WHERE created_index IN "
                     "(SELECT created_index FROM inbox ORDER BY created_index LIMIT ?) "
-                    "RETURNING peer_id, type",
+                    "RETURNING peer_id, type, length(payload)",
                     (count - inbox_max,),
                 ).fetchall()
-                dropped = [(bytes(p).hex(), t) for p, t in rows]
+                dropped = [(bytes(p).hex(), t, size) for p, t, size in rows]
                 count -= len(dropped)
         self.count = count
-        for p, t in dropped:
-            self.store.counters.count(p, t, "dropped_retention")
+        for p, t, size in dropped:
+            self.store.counters.count(p, t, "dropped_retention", size)
         return StoredMessage(created_index, peer_id, msg_type, payload, received_at, rpc), dropped
 
     def list_messages(
