@@ -92,6 +92,8 @@ class AckedDelivery:
         self.flight = InFlight(RETRANSMIT_AFTER if retransmit_after is None else retransmit_after)
         self.pacer = HelloPacer(resend_every=self.flight.retransmit_after)
         self._streams: dict[str, int] = {}  # per peer, the stream of what is in self.flight
+        self.streams_forgotten = 0  # receiving streams forgotten past MAX_STREAMS_PER_PEER, this run
+        self._streams_logged: set[str] = set()  # peers logged for it on this connection
         self._lock = threading.Lock()
 
     # -- peers (main thread) ---------------------------------------------------
@@ -118,6 +120,7 @@ class AckedDelivery:
             self.pacer.forget(peer_id)
             self.flight.reset(peer_id)
             self._streams.pop(peer_id, None)
+        self._streams_logged.discard(peer_id)
 
     def ready(self, peer_id: str) -> bool:
         """The peer said hello on this connection: acknowledged entries may go to it."""
@@ -191,6 +194,12 @@ class AckedDelivery:
             self.receiver.keep(peer_id, inner.serialize(), inner.type, gate=gate, count_received=True)
         except StorageError:
             return  # counted and logged; no ack: the sender sends it again
+        if gate.forgotten:
+            self.streams_forgotten += gate.forgotten
+            if peer_id not in self._streams_logged:
+                self._streams_logged.add(peer_id)
+                self.log(f"peer {peer_id} opens more acknowledged-delivery streams than {gate.max_streams}: the "
+                         "least recently used go (logged once per connection)", level="info")
         self.post(peer_id, Ack(envelope.stream, gate.last).message())
         if gate.decision is Decision.GAP:
             self.log(f"envelope {envelope.seq} from {peer_id} after {gate.last}: an earlier one was lost",

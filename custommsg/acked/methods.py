@@ -58,10 +58,18 @@ def peers(runtime: Runtime, reply: Reply, peer_id: Any = None) -> Any:
     messages waiting; each with peer_id, connected, ack_support (yes: it announced the
     protocol on this connection; no: it left our announcement unanswered for 30 seconds; unknown),
     ack_version (of its last announcement), and its acknowledged messages queued and
-    unacknowledged (handed over, no ack yet).
+    unacknowledged (handed over, no ack yet); receive_budget (what it may still send us now: messages,
+    bytes, and dropped_in_episode, its messages dropped since it went over) and send_budget (bytes we
+    may still send it now).
     """
     peer = parse_peer_filter(peer_id)
-    return {"peers": runtime.acked.describe(runtime.connected.snapshot(), peer)}
+    rows = runtime.acked.describe(runtime.connected.snapshot(), peer)
+    for row in rows:
+        row["receive_budget"] = runtime.receiver.limiter.state(row["peer_id"])
+        left = runtime.send_budget_left(row["peer_id"])
+        if left is not None:
+            row["send_budget"] = {"bytes": left}
+    return {"peers": rows}
 
 
 METHODS: dict[str, Callable[..., Any]] = {

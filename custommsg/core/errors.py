@@ -9,6 +9,7 @@ module and what a caller sees are the same thing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # -- sending: node id and message checks (custommsg-send, the sendcustommsg guard)
@@ -51,6 +52,10 @@ LSPS_REQUEST_OTHER_PEER = 3357  # a stored request has that id, but another peer
 # -- acknowledged delivery between two custommsg nodes
 ACK_UNSUPPORTED = 3360  # the peer is connected and does not speak the acknowledged-delivery protocol
 DELIVERY_WAIT_TIMEOUT = 3361  # custommsg-outbox-wait: the entry did not settle in time
+
+# -- budgets and bounds
+SEND_OVER_BUDGET = 3380  # the peer's outgoing byte budget has no room now (data: retry_after, seconds)
+TOO_MANY_WAITING = 3381  # a bound on calls waiting is reached (data: bound, max)
 
 # JSON-RPC's own "invalid request" and "invalid params"; -32600 is what pyln and
 # lightningd answer when a method fails on a bug.
@@ -95,6 +100,20 @@ class TransientError(CustomMsgError):
 
 class PeerError(TransientError):
     """The peer is unknown, or known but not connected."""
+
+
+class OverBudget(TransientError):
+    """The peer's outgoing byte budget has no room for the message now: it fits ``retry_after`` seconds
+    from now (``data``), if nothing else is sent to that peer meanwhile."""
+
+    def __init__(self, peer_id: str, length: int, retry_after: float):
+        wait = math.ceil(retry_after * 1000) / 1000
+        super().__init__(
+            SEND_OVER_BUDGET,
+            f"{length} bytes to {peer_id} do not fit its send budget now (custommsg-peer-send-kbps, "
+            f"custommsg-peer-send-burst-bytes): they would in {wait:g} seconds",
+            {"peer_id": peer_id, "length": length, "retry_after": wait},
+        )
 
 
 class StorageError(CustomMsgError):

@@ -28,16 +28,19 @@ from ..acked.delivery import AckedDelivery
 from ..core import errors
 from ..core.completion import WaiterRegistry
 from ..core.envelope import ACK_TYPES, Envelope
-from ..core.errors import CustomMsgError, PeerError
+from ..core.errors import CustomMsgError, OverBudget, PeerError, TransientError
 from ..core.options import Config, parse_options
-from ..core.policy import Budget, ReceiveLimiter
+from ..core.policy import Budget, ReceiveLimiter, SendBudget
 from ..core.records import OutboxEntry
 from ..core.wire import Message
 from ..inbox.counters import Counters
 from ..inbox.receiver import Receiver
 from ..lsps.endpoint import LspsEndpoint
 from ..outbox.machine import Outbox, envelope_of, message_of
+from ..store.acked import MAX_STREAMS_PER_PEER
 from ..store.database import Store
+from ..store.inbox import IN_ALL as LSPS_REQUESTS
+from ..store.inbox import PER_PEER as LSPS_REQUESTS_PER_PEER
 from .eventloop import ConnectedPeers, EventLoopPlugin, SenderThread, TimerThread
 from .rpcclient import LOST, AsyncRpc, LightningdError, PersistentRpc, native_error, unreachable
 
@@ -81,7 +84,10 @@ class Runtime:
             store, self.counters, limiter,
             self.waiters, config.inbox_max, notify=lambda entry: plugin.notify(STORED_TOPIC, entry), log=log,
         )
-        self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock)
+        self.send_budget = SendBudget(config.send_bytes)
+        self._budget_lock = threading.Lock()  # the send budget is spent from the main loop and the sender thread
+        self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock,
+                                 spend=self.spend)
         self.acked = AckedDelivery(
             store, self.outbox, self.receiver, self._post, self.deliver_soon,
             notify_delivered=lambda entry: plugin.notify(DELIVERED_TOPIC, entry.to_json()), log=log,
@@ -159,6 +165,22 @@ class Runtime:
         self.acked.disconnected(peer_id)
 
     # -- sending --------------------------------------------------------------
+
+    def spend(self, peer_id: str, length: int) -> None:
+        """Any thread: take ``length`` bytes from the peer's send budget, or raise OverBudget (taking nothing)."""
+        with self._budget_lock:
+            wait = self.send_budget.take(peer_id, length)
+        if wait:
+            raise OverBudget(peer_id, length, wait)
+
+    def refund(self, peer_id: str, length: int) -> None:
+        """Any thread: a message :meth:`spend` paid for did not go."""
+        with self._budget_lock:
+            self.send_budget.give_back(peer_id, length)
+
+    def send_budget_left(self, peer_id: str) -> int | None:
+        with self._budget_lock:
+            return self.send_budget.left(peer_id)
 
     def send_now(
         self, peer_id: str, message: Message, done: Done, on_crash: Callable[[Exception], None], ordered: bool = True,
@@ -260,6 +282,26 @@ class Runtime:
             )
         self.connected.add(peer_id)
 
+    # -- bounds -----------------------------------------------------------------
+
+    def bounds(self) -> dict[str, dict[str, int]]:
+        """custommsg-stats: each bound on what peers and callers can make the plugin keep, its ``max``, what it
+        holds ``now`` where that is one number, and how often something went past it this run (``over``)."""
+        limiter, calls, support = self.receiver.limiter, self.lsps.calls, self.acked.support
+        refused = self.lsps.refused_requests
+        return {
+            "receive_limiter_peers": {"max": limiter.max_peers, "now": len(limiter), "over": limiter.evicted},
+            "send_budget_peers": {"max": self.send_budget.max_peers, "now": len(self.send_budget),
+                                  "over": self.send_budget.evicted},
+            "waits": {"max": self.waiters.max_waiters, "now": len(self.waiters), "over": self.waiters.refused},
+            "lsps_calls": {"max": calls.total_max, "now": len(calls), "over": calls.refused_total},
+            "lsps_calls_per_peer": {"max": calls.per_peer_max, "over": calls.refused_per_peer},
+            "lsps_requests": {"max": self.lsps.request_bounds[1], "over": refused[LSPS_REQUESTS]},
+            "lsps_requests_per_peer": {"max": self.lsps.request_bounds[0], "over": refused[LSPS_REQUESTS_PER_PEER]},
+            "acked_streams_per_peer": {"max": MAX_STREAMS_PER_PEER, "over": self.acked.streams_forgotten},
+            "acked_peers": {"max": support.max_peers, "now": len(support), "over": support.forgotten},
+        }
+
     # -- the outbox -----------------------------------------------------------
 
     def deliver_to_connected(self) -> None:
@@ -284,13 +326,17 @@ class Runtime:
             self.sender.put(peer_id, functools.partial(self.deliver, peer_id, resend_unacknowledged))
 
     def _hand_over(self, peer_id: str, entry: OutboxEntry) -> None:
-        """Sender thread: one outbox entry to lightningd, an acknowledged one as its envelope."""
+        """Sender thread: one outbox entry to lightningd, an acknowledged one as its envelope, paid from the
+        peer's send budget (OverBudget: it waits, and the sweep tries again)."""
+        message: Message = envelope_of(entry).message() if entry.ack else message_of(entry)
+        self.spend(peer_id, len(message))
         if entry.ack:
-            envelope = envelope_of(entry)
-            self.acked.sending(peer_id, envelope)
-            self._native_send(peer_id, envelope.message(), counted_as=entry.type)
-        else:
-            self._native_send(peer_id, message_of(entry), counted_as=entry.type)
+            self.acked.sending(peer_id, envelope_of(entry))
+        try:
+            self._native_send(peer_id, message, counted_as=entry.type)
+        except TransientError:
+            self.refund(peer_id, len(message))
+            raise
 
     def _resend(self, peer_id: str, envelope: Envelope) -> None:
         self._native_send(peer_id, envelope.message(), counted_as=None)  # counted at its first hand-off
@@ -304,10 +350,11 @@ class Runtime:
             self.plugin.log(f"outbox {entry.id} to {peer_id} failed: {entry.reason}", level="warn")
         # Not for the one entry an ack=true send hands over: a log line per message would cost
         # more than the message (lightningd writes debug lines at the log levels tests use).
-        if report.expired or report.interrupted or len(report.sent) > 1:
+        if report.expired or report.interrupted or report.over_budget or len(report.sent) > 1:
             self.plugin.log(
                 f"outbox: {len(report.sent)} sent, {len(report.expired)} expired for {peer_id}"
-                + (" (interrupted by a disconnect)" if report.interrupted else ""),
+                + (" (interrupted by a disconnect)" if report.interrupted else "")
+                + (" (the rest waits for its send budget)" if report.over_budget else ""),
                 level="debug",
             )
 

@@ -13,6 +13,39 @@ from .query import Db, message_from_row, where
 if TYPE_CHECKING:
     from .database import Store
 
+# Unanswered bLIP-50 requests kept per peer and in all (lightning-liquidity's service keeps 10 per peer
+# and 1000 in all): a client waits for each answer, so an honest one has a handful open. Past either,
+# the newest request is not stored (counted as dropped, cause ``unanswered``); the ones kept stay.
+MAX_UNANSWERED_PER_PEER = 100
+MAX_UNANSWERED = 1000
+PER_PEER, IN_ALL = "lsps_requests_per_peer", "lsps_requests"
+
+
+class RequestRoom:
+    """The gate ``add_message`` runs for a bLIP-50 request: True if the peer, and the node, hold fewer
+    unanswered requests than their bound; else ``full`` names the bound (PER_PEER or IN_ALL)."""
+
+    def __init__(self, peer_id: str, per_peer_max: int = MAX_UNANSWERED_PER_PEER, total_max: int = MAX_UNANSWERED):
+        self.peer = bytes.fromhex(peer_id)
+        self.per_peer_max = per_peer_max
+        self.total_max = total_max
+        self.full: str | None = None
+
+    def __call__(self, db: Db) -> bool:
+        unanswered = "FROM inbox WHERE rpc_kind = 'request' AND answered_at IS NULL"
+        peer_count = db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} AND peer_id = ? LIMIT ?)", (self.peer, self.per_peer_max)
+        ).fetchone()[0]
+        if peer_count >= self.per_peer_max:
+            self.full = PER_PEER
+            return False
+        total = db.execute(f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} LIMIT ?)", (self.total_max,)).fetchone()[0]
+        if total >= self.total_max:
+            self.full = IN_ALL
+            return False
+        return True
+
+
 class InboxQueries:
     def __init__(self, store: Store):
         self.store = store

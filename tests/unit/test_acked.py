@@ -110,7 +110,7 @@ def test_migration_from_version_3_keeps_the_outbox(db_path: str) -> None:
     db = sqlite3.connect(db_path)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"ack_out", "ack_in"} <= tables
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
     db.close()
 
 
