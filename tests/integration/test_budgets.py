@@ -7,6 +7,7 @@ bound on what a peer can make the node keep is checked against the database and 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_a_flooding_peer_is_held_to_its_byte_budget_while_another_is_stored(node
     assert from_l2["bytes"]["dropped"]["peer_budget"] == from_l2["dropped"]["peer_budget"] * size
     assert from_l2["dropped"]["peer_budget"] >= flood // 3
     texts = [m["text"] for m in l1.rpc.call("custommsg-list", {"peer_id": l3.info["id"]})["messages"]]
-    assert texts == ["small %d" % i for i in range(flood)]
+    assert texts == [f"small {i}" for i in range(flood)]
     # Logged once per episode, not per message: an episode ends only when the bucket is full again, which
     # the flood does not let happen unless the machine stalls it; the last one is still open.
     episodes = log_count(l1, "is over its byte budget")
@@ -151,7 +152,7 @@ def test_a_hostile_peer_leaves_memory_and_rows_bounded(node_factory):
     hello = (1).to_bytes(2, "big") + b"\x00"
     for i in range(n):
         inject(l2, l1, HELLO, hello)
-        request = '{"jsonrpc":"2.0","id":"r%d","method":"lsps0.list_protocols","params":{}}' % i
+        request = f'{{"jsonrpc":"2.0","id":"r{i}","method":"lsps0.list_protocols","params":{{}}}}'
         inject(l2, l1, LSPS, request.encode())
     wait_for(lambda: session(l1, type=LSPS)["received"] == n, timeout=300)
     for _ in range(20):
@@ -178,8 +179,6 @@ def test_a_hostile_peer_leaves_memory_and_rows_bounded(node_factory):
 
 def plugin_rss_kib(node) -> int:
     """Resident memory of the custommsg plugin process that ``node``'s lightningd started."""
-    import os
-
     parent = str(node.daemon.proc.pid)
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
