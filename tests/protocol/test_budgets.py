@@ -7,6 +7,7 @@ import time
 
 from .conftest import PEER_A, PEER_B, MakeLd
 from .harness import wait_for
+from .test_ack import STREAM, acks_to, envelope
 
 BIG = 40000  # bytes of body: two of them are more than a 65535-byte burst
 
@@ -82,3 +83,21 @@ def test_send_over_budget_fails_with_when_it_fits_or_waits_in_the_outbox(make_ld
     assert [m[4:6] for m in ld.sent_to(PEER_A)] == ["01", "03", "04", "05"]
     outbox = ld.call("custommsg-outbox", {"peer_id": PEER_A})["outbox"]
     assert [e["status"] for e in outbox] == ["sent"] * 3
+
+
+def test_envelope_over_the_byte_budget_is_not_acknowledged(make_ld: MakeLd) -> None:
+    """An envelope is charged its full size (the message and 18 bytes): with a 65535-byte burst, one
+    carrying 40002 bytes is stored and acknowledged; the next is dropped (peer_budget), not
+    acknowledged, so its sender sends it again; after a restart (a fresh bucket) that copy is stored."""
+    options = {"custommsg-peer-kbps": 1, "custommsg-peer-burst-bytes": 65535}
+    ld = make_ld(options=options)
+    ld.custommsg(PEER_A, envelope(STREAM, 1, big(0x8001, 1)))
+    ld.custommsg(PEER_A, envelope(STREAM, 2, big(0x8001, 2)))
+    wait_for(lambda: len(acks_to(ld, PEER_A)) == 1)
+    assert acks_to(ld, PEER_A)[0]["seq"] == 1
+    dropped = ld.call("custommsg-stats")["session"]
+    assert dropped["dropped"]["peer_budget"] == 1 and dropped["bytes"]["dropped"]["peer_budget"] == BIG + 2 + 18
+    ld.restart(options)
+    ld.custommsg(PEER_A, envelope(STREAM, 2, big(0x8001, 2)))
+    wait_for(lambda: [a["seq"] for a in acks_to(ld, PEER_A)][-1:] == [2])
+    assert [m["payload"][4:6] for m in ld.call("custommsg-list")["messages"]] == ["01", "02"]
