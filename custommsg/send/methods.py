@@ -50,8 +50,8 @@ def send(
     if acked:
         return send_acked(runtime, reply, peer_id, message, ttl_seconds)
     outbox = runtime.outbox
-    if queued and (peer_id not in runtime.connected or outbox.has_queued(peer_id) or not _paid(runtime, peer_id,
-                                                                                              message)):
+    if queued and (peer_id not in runtime.connected or outbox.has_queued(peer_id)
+                   or not _paid(runtime, peer_id, message)):
         # Behind the messages already waiting, so the peer gets them in order; and a message over the
         # peer's send budget waits in the outbox until the budget has room (the sweep tries each second).
         entry = outbox.enqueue(peer_id, message, ttl_seconds)
@@ -61,11 +61,11 @@ def send(
         runtime.spend(peer_id, len(message))  # OverBudget, with when it would fit
 
     def done(failure: CustomMsgError | None) -> None:
-        if failure is not None:
-            runtime.refund(peer_id, len(message))
         if failure is None:
             reply.result(_sent(message, peer_id, "sent"))
-        elif isinstance(failure, TransientError) and queued:
+            return
+        runtime.refund(peer_id, len(message))  # it did not go
+        if isinstance(failure, TransientError) and queued:
             # It went away under us (or lightningd did): keep the message for later.
             entry = outbox.enqueue(peer_id, message, ttl_seconds)
             reply.result(_sent(message, peer_id, "queued", entry.id))
@@ -144,9 +144,10 @@ def request_reply(
         raise
 
     def after_send(failure: CustomMsgError | None) -> None:
-        if failure is not None:
-            runtime.refund(peer_id, len(message))
-        if failure is not None and runtime.waiters.remove(waiter):
+        if failure is None:
+            return
+        runtime.refund(peer_id, len(message))  # it did not go
+        if runtime.waiters.remove(waiter):
             reply.error(failure)
 
     runtime.send_now(peer_id, message, after_send, reply.crash)
