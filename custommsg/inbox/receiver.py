@@ -32,8 +32,8 @@ LIMITER_GC_AT = 1000
 
 # What an episode's first and last log lines call each limit.
 _LIMIT_NAMES = {
-    RATE: "rate limit (custommsg-peer-rate, custommsg-peer-burst)",
-    PEER_BUDGET: "byte budget (custommsg-peer-kbps, custommsg-peer-burst-bytes)",
+    RATE: "the rate limit (custommsg-peer-rate, custommsg-peer-burst)",
+    PEER_BUDGET: "its byte budget (custommsg-peer-kbps, custommsg-peer-burst-bytes)",
     GLOBAL_BUDGET: "the node's byte budget (custommsg-global-kbps, custommsg-global-burst-bytes)",
 }
 
@@ -75,19 +75,14 @@ class Receiver:
         self.counters.count(peer_id, msg_type, f"dropped_{verdict.cause}", size)
         if verdict.episode_started:
             who = "the node is" if verdict.cause == GLOBAL_BUDGET else f"peer {peer_id} is"
-            self.log(f"{who} over {self._limit(verdict.cause)}: dropping messages until it slows down (first "
-                     f"dropped: {size} bytes from {peer_id})", level="info")
+            self.log(f"{who} over {_LIMIT_NAMES[verdict.cause or RATE]}: dropping messages until it slows down "
+                     f"(first dropped: {size} bytes from {peer_id})", level="info")
         return False
 
     def _log_ended(self, peer_id: str, verdict: Verdict) -> None:
         for cause, dropped in verdict.ended:
             who = "the node is" if cause == GLOBAL_BUDGET else f"peer {peer_id} is"
-            self.log(f"{who} back under {self._limit(cause)}; {dropped} messages were dropped", level="info")
-
-    @staticmethod
-    def _limit(cause: str | None) -> str:
-        name = _LIMIT_NAMES.get(cause or "", str(cause))
-        return name if name.startswith("the node") else f"its {name}"
+            self.log(f"{who} back under {_LIMIT_NAMES[cause]}; {dropped} messages were dropped", level="info")
 
     def keep(
         self, peer_id: str, raw: bytes, msg_type: int, rpc: JsonRpcTag | None = None,
