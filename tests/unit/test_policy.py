@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from custommsg.core import errors
 from custommsg.core.errors import ValidationError
@@ -21,6 +23,7 @@ from custommsg.core.policy import (
     TypeSelection,
     Verdict,
 )
+from tests.fuzz import fuzz
 
 from .helpers import A, B, C, Clock
 
@@ -367,3 +370,35 @@ def test_send_budget_off() -> None:
     assert [budget.take(A, 65535) for _ in range(100)] == [0.0] * 100
     assert budget.left(A) is None
     assert len(budget) == 0
+
+
+# -- what no sequence of messages gets past ---------------------------------------------------------
+
+arrivals = st.lists(
+    st.tuples(st.sampled_from((A, B, C)), st.integers(0, 65535), st.sampled_from((0.0, 0.001, 0.1, 1.0, 7.5))),
+    max_size=200,
+)
+
+
+@fuzz(300)
+@given(arrivals)
+def test_no_sequence_gets_more_than_burst_plus_rate_times_time(sequence: list[tuple[str, int, float]]) -> None:
+    """Whatever peers send and whenever: each peer's stored bytes stay within its burst plus its rate times
+    the time elapsed, all peers' within the node's; and a message refused takes nothing from anyone."""
+    clock = Clock()
+    peer_budget, node_budget = Budget(1000.0, 65535.0), Budget(2500.0, 131070.0)
+    limiter = ReceiveLimiter(Budget(5.0, 20.0), peer_budget, node_budget, clock=clock)
+    stored: dict[str, int] = {A: 0, B: 0, C: 0}
+    elapsed = 0.0
+    for peer, size, wait in sequence:
+        clock.advance(wait)
+        elapsed += wait
+        before = (limiter.state(peer), limiter.global_state())
+        verdict = limiter.check(peer, size)
+        if verdict.allowed:
+            stored[peer] += size
+        else:
+            after = (limiter.state(peer), limiter.global_state())
+            assert after[0]["bytes"] >= before[0]["bytes"] and after[1]["bytes"] >= before[1]["bytes"]  # type: ignore[index]
+        assert stored[peer] <= peer_budget.burst + peer_budget.rate * elapsed + 1e-6
+        assert sum(stored.values()) <= node_budget.burst + node_budget.rate * elapsed + 1e-6
