@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.envelope import (
+    ENVELOPE_OVERHEAD,
     HELLO_TIMEOUT,
     RETRANSMIT_AFTER,
     Ack,
@@ -99,6 +100,8 @@ class AckedDelivery:
         self.acks = AckPacer() if ack_delay is None else AckPacer(delay=ack_delay)
         self.wake_at = wake_at  # main thread: have owed_acks() called at that clock() time
         self._streams: dict[str, int] = {}  # per peer, the stream of what is in self.flight
+        self.streams_forgotten = 0  # receiving streams forgotten past MAX_STREAMS_PER_PEER, this run
+        self._streams_logged: set[str] = set()  # peers logged for it on this connection
         self._lock = threading.Lock()
 
     # -- peers (main thread) ---------------------------------------------------
@@ -126,6 +129,7 @@ class AckedDelivery:
             self.acks.forget(peer_id)
             self.flight.reset(peer_id)
             self._streams.pop(peer_id, None)
+        self._streams_logged.discard(peer_id)
 
     def ready(self, peer_id: str) -> bool:
         """The peer said hello on this connection: acknowledged entries may go to it."""
@@ -191,13 +195,20 @@ class AckedDelivery:
         back every later one from that peer). It counts as received once, when stored: a copy
         dropped here (rate, storage) is not acknowledged, and comes again."""
         inner = envelope.inner
-        if not self.receiver.admit(peer_id, inner.type, counted=False):
+        # Charged what the peer sent: the envelope around the message.
+        if not self.receiver.admit(peer_id, inner.type, ENVELOPE_OVERHEAD + len(inner), counted=False):
             return
         gate = self.store.acked.envelope_gate(peer_id, envelope.stream, envelope.seq)
         try:
             self.receiver.keep(peer_id, inner.serialize(), inner.type, gate=gate, count_received=True)
         except StorageError:
             return  # counted and logged; no ack: the sender sends it again
+        if gate.forgotten:
+            self.streams_forgotten += gate.forgotten
+            if peer_id not in self._streams_logged:
+                self._streams_logged.add(peer_id)
+                self.log(f"peer {peer_id} opens more acknowledged-delivery streams than {gate.max_streams}: the "
+                         "least recently used go (logged once per connection)", level="info")
         now = self.clock()
         with self._lock:
             owed_until = self.acks.stored(peer_id, envelope.stream, gate.last, envelope.more, now)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import errors
 from ..core.completion import PENDING, Reply
-from ..core.envelope import check_inner
-from ..core.errors import CustomMsgError, TransientError
+from ..core.envelope import ENVELOPE_OVERHEAD, check_inner
+from ..core.errors import CustomMsgError, OverBudget, TransientError
 from ..core.records import DELIVERED, FAILED, SENT, OutboxEntry
 from ..core.validate import parse_peer_filter
 from ..core.wire import Message
@@ -32,8 +32,18 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
         runtime.acked.ask(peer_id)  # if it is connected: its hello in answer starts the delivery
         return _result(entry, "queued")
     # While the sender thread has work for the peer (a resend the peer's hello asked for, a delivery),
-    # the entry waits behind it: handed over with it, it would go twice.
-    entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=not runtime.sender.busy(peer_id))
+    # the entry waits behind it: handed over with it, it would go twice. So does one over the peer's
+    # send budget: the outbox's delivery pays for it when the budget has room.
+    length = len(message) + ENVELOPE_OVERHEAD
+    start = not runtime.sender.busy(peer_id) and _paid(runtime, peer_id, length)
+    try:
+        entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=start)
+    except CustomMsgError:
+        if start:
+            runtime.refund(peer_id, length)
+        raise
+    if start and entry.status != SENT:
+        runtime.refund(peer_id, length)  # queued behind others after all: its hand-off pays
     if entry.status == SENT:
         # First in line, with its seq: one write, and it goes as a plain send goes. The answer needs
         # nothing more: the entry is stored, in its stream, and goes again until acknowledged.
@@ -57,10 +67,22 @@ def _started(runtime: Runtime, entry: OutboxEntry, failure: CustomMsgError | Non
     went away meanwhile it stays ``sent``: it goes again once the peer says hello on its next
     connection, as every unacknowledged entry does. Refused for good: it fails (and with it the later
     entries of its stream), as custommsg-outbox-wait and custommsg-outbox then say."""
-    if failure is None or isinstance(failure, TransientError):
+    if failure is None:
+        return
+    runtime.refund(entry.peer_id, len(entry.payload) + ENVELOPE_OVERHEAD)  # it did not go
+    if isinstance(failure, TransientError):
         return
     for failed in runtime.outbox.fail(entry, failure.message):
         runtime.plugin.log(f"outbox {failed.id} to {failed.peer_id} failed: {failed.reason}", level="warn")
+
+
+def _paid(runtime: Runtime, peer_id: str, length: int) -> bool:
+    """Take ``length`` bytes from the peer's send budget: False (nothing taken) if they do not fit now."""
+    try:
+        runtime.spend(peer_id, length)
+    except OverBudget:
+        return False
+    return True
 
 
 def _crashed(runtime: Runtime, exc: Exception) -> None:
@@ -86,10 +108,18 @@ def peers(runtime: Runtime, reply: Reply, peer_id: Any = None) -> Any:
     messages waiting; each with peer_id, connected, ack_support (yes: it announced the
     protocol on this connection; no: it left our announcement unanswered for 30 seconds; unknown),
     ack_version (of its last announcement), and its acknowledged messages queued and
-    unacknowledged (handed over, no ack yet).
+    unacknowledged (handed over, no ack yet); receive_budget (what it may still send us now: messages,
+    bytes, and dropped_in_episode, its messages dropped since it went over) and send_budget (bytes we
+    may still send it now).
     """
     peer = parse_peer_filter(peer_id)
-    return {"peers": runtime.acked.describe(runtime.connected.snapshot(), peer)}
+    rows = runtime.acked.describe(runtime.connected.snapshot(), peer)
+    for row in rows:
+        row["receive_budget"] = runtime.receiver.limiter.state(row["peer_id"])
+        left = runtime.send_budget_left(row["peer_id"])
+        if left is not None:
+            row["send_budget"] = {"bytes": left}
+    return {"peers": rows}
 
 
 METHODS: dict[str, Callable[..., Any]] = {

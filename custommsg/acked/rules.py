@@ -14,6 +14,11 @@ from ..core.envelope import HELLO_TIMEOUT, RETRANSMIT_AFTER
 
 Support = Literal["yes", "no", "unknown"]
 
+# Peers whose hellos PeerSupport remembers. Every peer that connects has an entry while connected;
+# past the bound the disconnected ones go, the longest known first. (HelloPacer and InFlight hold
+# entries for connected peers only: disconnected() forgets them.)
+MAX_KNOWN_PEERS = 10_000
+
 
 @dataclass
 class _Link:
@@ -37,14 +42,32 @@ class PeerSupport:
     on a connected peer changes nothing.
     """
 
-    def __init__(self, hello_timeout: float = HELLO_TIMEOUT):
+    def __init__(self, hello_timeout: float = HELLO_TIMEOUT, max_peers: int = MAX_KNOWN_PEERS):
         self.hello_timeout = hello_timeout
+        self.max_peers = max_peers
+        self.forgotten = 0  # disconnected peers forgotten past max_peers
         self._links: dict[str, _Link] = {}
 
     def connected(self, peer: str, now: float) -> None:
-        link = self._links.setdefault(peer, _Link())
+        link = self._links.get(peer)
+        if link is None:
+            if len(self._links) >= self.max_peers:
+                self._forget_disconnected()
+            link = self._links[peer] = _Link()
         if link.since is None:  # disconnected() cleared the rest
             link.since = now
+
+    def _forget_disconnected(self) -> None:
+        """Make room: the disconnected peers seen longest ago go first (what is lost is the version of their
+        last hello, so each is "unknown" until it says hello again). Connected peers always stay."""
+        for peer in [p for p, link in self._links.items() if link.since is None]:
+            if len(self._links) < self.max_peers:
+                return
+            del self._links[peer]
+            self.forgotten += 1
+
+    def __len__(self) -> int:
+        return len(self._links)
 
     def disconnected(self, peer: str) -> None:
         if (link := self._links.get(peer)) is not None:

@@ -26,11 +26,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import CustomMsgError
+from .errors import TOO_MANY_WAITING, CustomMsgError, TransientError
 from .records import StoredMessage
 from .wire import message_body
 
 ReportError = Callable[[str], object]  # given a formatted traceback
+
+# Calls parked at once, of every kind: each holds a callback and its closure, a few hundred bytes.
+# Past it, the newest call is refused (TOO_MANY_WAITING): the ones parked keep their place.
+MAX_WAITERS = 10_000
+
+
+def too_many(bound: str, limit: int, what: str, **data: Any) -> TransientError:
+    """The error of a call refused because a bound on waiting calls is reached: it may work later."""
+    return TransientError(TOO_MANY_WAITING, f"{what}: {limit} are waiting already ({bound})",
+                          {"bound": bound, "max": limit, **data})
 
 
 def call_safely(callback: Callable[..., object], *args: Any, report: ReportError) -> None:
@@ -71,9 +81,12 @@ class Waiter:
 
 
 class WaiterRegistry:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, on_callback_error: ReportError = sys.stderr.write):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, on_callback_error: ReportError = sys.stderr.write,
+                 max_waiters: int = MAX_WAITERS):
         self.clock = clock
         self.on_callback_error = on_callback_error
+        self.max_waiters = max_waiters
+        self.refused = 0  # calls refused because max_waiters were parked
         self._lock = threading.RLock()
         self._waiters: dict[int, Waiter] = {}
         self._ids = itertools.count(1)
@@ -81,7 +94,11 @@ class WaiterRegistry:
         self.changed = threading.Condition(self._lock)
 
     def add(self, waiter: Waiter) -> Waiter:
+        """Park ``waiter``; TOO_MANY_WAITING if ``max_waiters`` are parked already."""
         with self._lock:
+            if len(self._waiters) >= self.max_waiters:
+                self.refused += 1
+                raise too_many("waits", self.max_waiters, "too many calls waiting")
             waiter.id = next(self._ids)
             self._waiters[waiter.id] = waiter
             self.changed.notify_all()

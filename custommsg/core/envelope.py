@@ -77,7 +77,8 @@ U64_LEN = 8
 ACK_LEN = 2 * U64_LEN  # u64 stream || u64 seq, also the head of an envelope's body
 MIN_INNER_LEN = TYPE_LEN
 # BOLT #1: "the maximum possible size of a message is 65535 bytes"; less our type, stream and seq.
-MAX_INNER_LEN = MAX_MESSAGE_LEN - TYPE_LEN - ACK_LEN  # 65517
+ENVELOPE_OVERHEAD = TYPE_LEN + ACK_LEN  # an envelope is its inner message and these 18 bytes
+MAX_INNER_LEN = MAX_MESSAGE_LEN - ENVELOPE_OVERHEAD  # 65517
 
 RETRANSMIT_AFTER = 10.0  # seconds without an ack, the peer connected, before sending again
 HELLO_TIMEOUT = 30.0  # seconds connected without a hello: the peer does not speak the protocol

@@ -9,6 +9,7 @@ module and what a caller sees are the same thing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # -- sending: node id and message checks (custommsg-send, the sendcustommsg guard)
@@ -60,6 +61,10 @@ PROTOCOL_TYPE_EVEN = 3373  # an even type outside the protocols folder read at s
 PROTOCOL_UNKNOWN_NAME = 3374  # custommsg-send / -request: no registered message has that name
 PROTOCOL_FIELDS_INVALID = 3375  # fields missing, unknown, of the wrong type or out of range (data: name, field)
 
+# -- budgets and bounds
+SEND_OVER_BUDGET = 3380  # the peer's outgoing byte budget has no room now (data: retry_after, seconds)
+TOO_MANY_WAITING = 3381  # a bound on calls waiting is reached (data: bound, max)
+
 # JSON-RPC's own "invalid request" and "invalid params"; -32600 is what pyln and
 # lightningd answer when a method fails on a bug.
 JSONRPC_INVALID_REQUEST = -32600
@@ -103,6 +108,20 @@ class TransientError(CustomMsgError):
 
 class PeerError(TransientError):
     """The peer is unknown, or known but not connected."""
+
+
+class OverBudget(TransientError):
+    """The peer's outgoing byte budget has no room for the message now: it fits ``retry_after`` seconds
+    from now (``data``), if nothing else is sent to that peer meanwhile."""
+
+    def __init__(self, peer_id: str, length: int, retry_after: float):
+        wait = math.ceil(retry_after * 1000) / 1000
+        super().__init__(
+            SEND_OVER_BUDGET,
+            f"{length} bytes to {peer_id} do not fit its send budget now (custommsg-peer-send-kbps, "
+            f"custommsg-peer-send-burst-bytes): they would in {wait:g} seconds",
+            {"peer_id": peer_id, "length": length, "retry_after": wait},
+        )
 
 
 class StorageError(CustomMsgError):

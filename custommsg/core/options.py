@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import INVALID_PARAMETER, ValidationError
-from .policy import TypeSelection
-from .wire import INTERNAL_TYPES, MAX_TYPE
+from .policy import OFF, Budget, TypeSelection
+from .wire import INTERNAL_TYPES, MAX_MESSAGE_LEN, MAX_TYPE
 
 # Acknowledged delivery's timeouts (envelope.HELLO_TIMEOUT, envelope.RETRANSMIT_AFTER, and the
 # receiver's acked.rules.ACK_DELAY), changed by the tests only: seconds, from the plugin's
@@ -35,6 +35,9 @@ class Config:
     peer_rate: float
     peer_burst: int
     outbox_max: int
+    peer_bytes: Budget = OFF  # custommsg-peer-kbps, -peer-burst-bytes
+    global_bytes: Budget = OFF  # custommsg-global-kbps, -global-burst-bytes
+    send_bytes: Budget = OFF  # custommsg-peer-send-kbps, -peer-send-burst-bytes
     acked_delivery: bool = True  # custommsg-acked-delivery: false, no hellos sent or answered
     stored_notification: bool = True  # custommsg-stored-notification
     hello_timeout: float | None = None  # None: acknowledged delivery's own (envelope.HELLO_TIMEOUT)
@@ -62,6 +65,9 @@ def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[
         peer_rate=rate,
         peer_burst=_positive_option(options, "custommsg-peer-burst"),
         outbox_max=_positive_option(options, "custommsg-outbox-max"),
+        peer_bytes=byte_budget(options, "custommsg-peer-kbps", "custommsg-peer-burst-bytes"),
+        global_bytes=byte_budget(options, "custommsg-global-kbps", "custommsg-global-burst-bytes"),
+        send_bytes=byte_budget(options, "custommsg-peer-send-kbps", "custommsg-peer-send-burst-bytes"),
         acked_delivery=bool(options.get("custommsg-acked-delivery", True)),
         stored_notification=bool(options.get("custommsg-stored-notification", True)),
         hello_timeout=_seconds_env(environ or {}, HELLO_TIMEOUT_ENV),
@@ -81,6 +87,49 @@ def _seconds_env(environ: Mapping[str, str], name: str) -> float | None:
     if not 0 < seconds < math.inf:
         raise ValidationError(INVALID_PARAMETER, f"{name} must be a number of seconds above 0")
     return seconds
+
+
+# Defaults no honest peer meets: a peer may keep sending 256,000 bytes a second (four largest messages)
+# after a burst of 2 MiB (32 of them), all peers together eight times that. What we send one peer is held
+# to the same per-peer default, so a custommsg node at its defaults never sends one at its defaults more
+# than it keeps. (LND's onion-message defaults are 512 kbps and 262144 bytes per peer.)
+DEFAULT_PEER_KBPS, DEFAULT_PEER_BURST_BYTES = 2048, 2 * 1024 * 1024
+DEFAULT_GLOBAL_KBPS, DEFAULT_GLOBAL_BURST_BYTES = 8 * DEFAULT_PEER_KBPS, 8 * DEFAULT_PEER_BURST_BYTES
+# The smallest burst that is on: the largest message must fit in a full bucket, or it would never pass
+# (lnd refuses a burst below it at start too).
+MIN_BURST_BYTES = MAX_MESSAGE_LEN
+
+
+def byte_budget(options: dict[str, Any], kbps_name: str, burst_name: str) -> Budget:
+    """A rate in kilobits a second and a burst in bytes, as LND takes them: both 0 turn the budget off;
+    a burst below 65535 bytes (the largest message) is refused; so is one of the two 0 alone."""
+    kbps = _whole_option(options, kbps_name)
+    burst = _whole_option(options, burst_name)
+    if kbps == 0 and burst == 0:
+        return OFF
+    if burst < MIN_BURST_BYTES:
+        raise ValidationError(
+            INVALID_PARAMETER,
+            f"{burst_name} must be at least {MIN_BURST_BYTES} (the largest message), or 0 with {kbps_name} 0 "
+            "to turn the budget off",
+            {"option": burst_name, "value": burst, "min": MIN_BURST_BYTES},
+        )
+    if kbps == 0:
+        raise ValidationError(
+            INVALID_PARAMETER, f"{kbps_name} must be above 0, or 0 with {burst_name} 0 to turn the budget off",
+            {"option": kbps_name, "value": kbps},
+        )
+    return Budget.kbps(kbps, burst)
+
+
+def _whole_option(options: dict[str, Any], name: str) -> int:
+    value = options.get(name)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(INVALID_PARAMETER, f"{name} must be a whole number, 0 or above",
+                              {"option": name, "value": value})
+    return value
 
 
 def _positive_option(options: dict[str, Any], name: str) -> int:

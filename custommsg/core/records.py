@@ -28,10 +28,14 @@ class Page:
 
 ALL = Page("created", 0, None)
 
-# What the counters count, per peer and type.
-COUNTER_NAMES = (
-    "sent", "received", "stored", "dropped_rate", "dropped_retention", "dropped_storage", "dropped_malformed",
+# What the counters count, per peer and type: messages, and beside each its bytes (type included) as
+# ``<name>_bytes``. A message dropped is counted under its cause.
+COUNTED = (
+    "sent", "received", "stored", "dropped_rate", "dropped_peer_budget", "dropped_global_budget",
+    "dropped_retention", "dropped_storage", "dropped_malformed", "dropped_unanswered",
 )
+BYTES_SUFFIX = "_bytes"
+COUNTER_NAMES = COUNTED + tuple(name + BYTES_SUFFIX for name in COUNTED)
 CounterKey = tuple[str, int, str]  # (peer_id, type, one of COUNTER_NAMES)
 CountsByPeerType = dict[tuple[str, int], Counter[str]]
 

@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from ..core.records import COUNTER_NAMES, CounterKey, CountsByPeerType, group_counts
+from ..core.records import BYTES_SUFFIX, COUNTER_NAMES, CounterKey, CountsByPeerType, group_counts
 
 if TYPE_CHECKING:
     from ..store.database import Store
@@ -23,16 +23,21 @@ class Counters:
         self._session: Counter[CounterKey] = Counter()
         self._lock = threading.Lock()
 
-    def count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
-        """Count for this session and in the store's totals (written with its next transaction)."""
+    def count(self, peer_id: str, msg_type: int, name: str, size: int) -> None:
+        """Count one message of ``size`` bytes, for this session and in the store's totals (written with
+        its next transaction)."""
         with self._lock:
-            self._session[(peer_id, msg_type, name)] += n
-        self.store.counters.count(peer_id, msg_type, name, n)
+            self._session[(peer_id, msg_type, name)] += 1
+            self._session[(peer_id, msg_type, name + BYTES_SUFFIX)] += size
+        self.store.counters.count(peer_id, msg_type, name, size)
 
-    def count_session(self, counts: list[CounterKey]) -> None:
-        """Count for this session only: what the store has already counted itself."""
+    def count_session(self, name: str, counts: list[tuple[str, int, int]]) -> None:
+        """Count (peer, type, size) under ``name`` for this session only: what the store has already
+        counted itself."""
         with self._lock:
-            self._session.update(counts)
+            for peer_id, msg_type, size in counts:
+                self._session[(peer_id, msg_type, name)] += 1
+                self._session[(peer_id, msg_type, name + BYTES_SUFFIX)] += size
 
     def report(self, peer_id: str | None, msg_type: int | None) -> dict[str, Any]:
         """``session`` and ``total`` sums, and ``peers``: one row per (peer, type), in that order."""
@@ -61,14 +66,17 @@ def _sum(counts: CountsByPeerType) -> Counter[str]:
 
 
 def _shape(counts: Counter[str]) -> dict[str, Any]:
+    """Messages, and the same counts in bytes under ``bytes``."""
+    return {**_counts(counts, ""), "bytes": _counts(counts, BYTES_SUFFIX)}
+
+
+def _counts(counts: Counter[str], suffix: str) -> dict[str, Any]:
     return {
-        "sent": counts["sent"],
-        "received": counts["received"],
-        "stored": counts["stored"],
-        "dropped": {
-            "rate": counts["dropped_rate"],
-            "retention": counts["dropped_retention"],
-            "storage": counts["dropped_storage"],
-            "malformed": counts["dropped_malformed"],
-        },
+        "sent": counts["sent" + suffix],
+        "received": counts["received" + suffix],
+        "stored": counts["stored" + suffix],
+        "dropped": {cause: counts[f"dropped_{cause}{suffix}"] for cause in DROP_CAUSES},
     }
+
+
+DROP_CAUSES = ("rate", "peer_budget", "global_budget", "retention", "storage", "malformed", "unanswered")

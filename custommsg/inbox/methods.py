@@ -113,17 +113,24 @@ def delete_messages(runtime: Runtime, reply: Reply, created_index: Any = None, u
 def stats(runtime: Runtime, reply: Reply, peer_id: Any = None, type: Any = None) -> Any:
     """Count messages sent, received, stored and dropped, per peer and type: this session and in total.
 
-    Returns {session}, {total} and {peers} (per peer and type), with inbox_count, malformed
-    (payloads too short to have a type) and waiting (parked waits and requests).
+    Returns {session}, {total} and {peers} (per peer and type; each in messages and, under bytes,
+    in bytes), with inbox_count, malformed (payloads too short to have a type), waiting (parked
+    waits and requests), global_budget (what the node's receive budget holds, when it is on) and
+    bounds (each bound on what peers can make the plugin keep: max, now, and how often it was passed).
     """
     report = runtime.counters.report(parse_peer_filter(peer_id), parse_type_filter(type))
-    return {
+    result = {
         "started_at": round(runtime.started_at, 3),
         "inbox_count": runtime.store.inbox.count,
         "malformed": runtime.receiver.malformed,
         "waiting": len(runtime.waiters) - len(runtime.lsps.calls),  # parked waits and requests
         **report,
+        "bounds": runtime.bounds(),
     }
+    global_budget = runtime.receiver.limiter.global_state()
+    if global_budget is not None:
+        result["global_budget"] = global_budget
+    return result
 
 
 METHODS: dict[str, Callable[..., Any]] = {

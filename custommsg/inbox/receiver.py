@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.completion import WaiterRegistry
 from ..core.errors import StorageError
-from ..core.policy import PeerRateLimiter
+from ..core.policy import GLOBAL_BUDGET, PEER_BUDGET, RATE, ReceiveLimiter, Verdict
 from ..core.protocols import Protocols
 from ..core.records import JsonRpcTag, StoredMessage
 from .counters import Counters
@@ -31,10 +31,17 @@ if TYPE_CHECKING:
 # Forget the rate limiter's full buckets once it tracks this many peers.
 LIMITER_GC_AT = 1000
 
+# What an episode's first and last log lines call each limit.
+_LIMIT_NAMES = {
+    RATE: "the rate limit (custommsg-peer-rate, custommsg-peer-burst)",
+    PEER_BUDGET: "its byte budget (custommsg-peer-kbps, custommsg-peer-burst-bytes)",
+    GLOBAL_BUDGET: "the node's byte budget (custommsg-global-kbps, custommsg-global-burst-bytes)",
+}
+
 
 class Receiver:
     def __init__(
-        self, store: Store, counters: Counters, limiter: PeerRateLimiter, waiters: WaiterRegistry,
+        self, store: Store, counters: Counters, limiter: ReceiveLimiter, waiters: WaiterRegistry,
         inbox_max: int, notify: Callable[[dict[str, Any]], None], log: Callable[..., None],
         protocols: Protocols | None = None,
     ):
@@ -51,33 +58,34 @@ class Receiver:
 
     def receive(self, peer_id: str, raw: bytes, msg_type: int) -> None:
         """A message of a type the inbox keeps."""
-        if self.admit(peer_id, msg_type):
+        if self.admit(peer_id, msg_type, len(raw)):
             try:
                 self.keep(peer_id, raw, msg_type)
             except StorageError:
                 pass  # counted and logged by keep()
 
-    def admit(self, peer_id: str, msg_type: int, counted: bool = True) -> bool:
+    def admit(self, peer_id: str, msg_type: int, size: int, counted: bool = True) -> bool:
         """Count it as received (unless ``counted`` is False: an envelope counts when it is stored),
-        and say whether the peer is within its rate (counting a drop if not)."""
+        and say whether the peer is within its rate and byte budget and the node within its own
+        (counting a drop, in messages and bytes, if not). ``size``: the bytes the peer sent."""
         if counted:
-            self.counters.count(peer_id, msg_type, "received")
-        verdict = self.limiter.check(peer_id)
-        if verdict.episode_ended_after is not None:
-            self.log(
-                f"peer {peer_id} is back under the rate limit; {verdict.episode_ended_after} messages were dropped",
-                level="info",
-            )
+            self.counters.count(peer_id, msg_type, "received", size)
+        verdict = self.limiter.check(peer_id, size)
+        if verdict.ended:
+            self._log_ended(peer_id, verdict)
         if verdict.allowed:
             return True
-        self.counters.count(peer_id, msg_type, "dropped_rate")
+        self.counters.count(peer_id, msg_type, f"dropped_{verdict.cause}", size)
         if verdict.episode_started:
-            self.log(
-                f"peer {peer_id} is over the rate limit ({self.limiter.rate:g}/s, burst "
-                f"{self.limiter.burst:g}): dropping its messages until it slows down",
-                level="info",
-            )
+            who = "the node is" if verdict.cause == GLOBAL_BUDGET else f"peer {peer_id} is"
+            self.log(f"{who} over {_LIMIT_NAMES[verdict.cause or RATE]}: dropping messages until it slows down "
+                     f"(first dropped: {size} bytes from {peer_id})", level="info")
         return False
+
+    def _log_ended(self, peer_id: str, verdict: Verdict) -> None:
+        for cause, dropped in verdict.ended:
+            who = "the node is" if cause == GLOBAL_BUDGET else f"peer {peer_id} is"
+            self.log(f"{who} back under {_LIMIT_NAMES[cause]}; {dropped} messages were dropped", level="info")
 
     def keep(
         self, peer_id: str, raw: bytes, msg_type: int, rpc: JsonRpcTag | None = None,
@@ -92,7 +100,7 @@ class Receiver:
                 peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate, decoded
             )
         except StorageError as exc:
-            self.counters.count(peer_id, msg_type, "dropped_storage")
+            self.counters.count(peer_id, msg_type, "dropped_storage", len(raw))
             if not self._storage_failing:
                 self._storage_failing = True
                 self.log(f"cannot store messages: {exc.message}", level="broken")
@@ -104,10 +112,10 @@ class Receiver:
             self._storage_failing = False
             self.log("storing messages again", level="info")
         if count_received:
-            self.counters.count(peer_id, msg_type, "received")
-        self.counters.count(peer_id, msg_type, "stored")
+            self.counters.count(peer_id, msg_type, "received", len(raw))
+        self.counters.count(peer_id, msg_type, "stored", len(raw))
         # The store counted these in its totals already.
-        self.counters.count_session([(p, t, "dropped_retention") for p, t in dropped])
+        self.counters.count_session("dropped_retention", dropped)
         if len(self.limiter) > LIMITER_GC_AT:
             self.limiter.forget_idle()
         self.notify(message.to_json())

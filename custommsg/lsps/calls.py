@@ -15,12 +15,18 @@ from collections.abc import Callable
 
 from ..core import errors
 from ..core.blip50 import ErrorResponse, Frame, Response
-from ..core.completion import Waiter, WaiterRegistry, call_safely
+from ..core.completion import Waiter, WaiterRegistry, call_safely, too_many
 from ..core.errors import CustomMsgError, TransientError, ValidationError
 
 Outcome = Response | ErrorResponse | CustomMsgError
 OnDone = Callable[[Outcome], None]
 TIMEOUT = "timeout"  # what the registry's expire() fails a waiter with
+
+# Our calls awaiting an answer, per peer and in all (lightning-liquidity's LSPS client and service keep
+# 10 per peer and 1000 in all): an LSP client makes a handful at once. Past either, the newest call
+# is refused (TOO_MANY_WAITING); the calls waiting keep their place.
+MAX_CALLS_PER_PEER = 100
+MAX_CALLS = 1000
 
 
 def _key(peer_id: str, request_id: str) -> tuple[str, str, str]:
@@ -41,8 +47,13 @@ class PendingCalls:
     LSPS_PEER_DISCONNECTED, or the code given to fail_peer).
     """
 
-    def __init__(self, waiters: WaiterRegistry | None = None):
+    def __init__(self, waiters: WaiterRegistry | None = None, per_peer_max: int = MAX_CALLS_PER_PEER,
+                 total_max: int = MAX_CALLS):
         self.waiters = WaiterRegistry() if waiters is None else waiters
+        self.per_peer_max = per_peer_max
+        self.total_max = total_max
+        self.refused_per_peer = 0  # calls refused by each bound, this run
+        self.refused_total = 0
 
     def add(self, peer_id: str, request_id: str, on_done: OnDone, deadline: float | None = None) -> None:
         key = _key(peer_id, request_id)
@@ -51,6 +62,13 @@ class PendingCalls:
                 errors.INVALID_PARAMETER, "that request id is already pending",
                 {"reason": "duplicate id", "id": request_id},
             )
+        if len(self) >= self.total_max:
+            self.refused_total += 1
+            raise too_many("lsps_calls", self.total_max, "too many bLIP-50 calls waiting for an answer")
+        if self.waiters.count(_of_peer(peer_id)) >= self.per_peer_max:
+            self.refused_per_peer += 1
+            raise too_many("lsps_calls_per_peer", self.per_peer_max,
+                           f"too many bLIP-50 calls to {peer_id} waiting for an answer", peer_id=peer_id)
 
         def on_fail(reason: str) -> None:  # only the registry's expire() fails our waiters this way
             on_done(TransientError(errors.LSPS_TIMEOUT, reason, {"peer_id": peer_id, "id": request_id}))
@@ -107,6 +125,10 @@ class MutedPeers:
             first = peer_id not in self._muted
             self._muted.add(peer_id)
         return first
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._muted)
 
     def unmute(self, peer_id: str) -> bool:
         with self._lock:

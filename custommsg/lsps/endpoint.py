@@ -35,6 +35,7 @@ from ..core.errors import CustomMsgError, PeerError, StorageError
 from ..core.records import JsonRpcTag
 from ..core.wire import Message, message_body
 from ..inbox.receiver import Receiver
+from ..store.inbox import IN_ALL, MAX_UNANSWERED, MAX_UNANSWERED_PER_PEER, PER_PEER, RequestRoom
 from .calls import MutedPeers, Outcome, PendingCalls
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ Done = Callable[[CustomMsgError | None], None]
 # Runtime.send_now: hand a message to lightningd, then call done; on_crash answers for a bug.
 Send = Callable[[str, Message, Done, Callable[[Exception], None]], None]
 OnError = Callable[[CustomMsgError], None]
+# Runtime.spend: take a message's bytes from the peer's send budget, or raise OverBudget.
+Spend = Callable[[str, int], None]
 OnResult = Callable[[Any], None]
 
 DEFAULT_CALL_TIMEOUT = 300.0  # bLIP-50: timeouts "on the scale of minutes"
@@ -57,34 +60,56 @@ def tag(frame: Frame) -> JsonRpcTag:
 class LspsEndpoint:
     def __init__(
         self, store: Store, receiver: Receiver, waiters: WaiterRegistry, send: Send, log: Callable[..., None],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, spend: Spend = lambda peer_id, length: None,
     ):
         self.store = store
+        self.spend = spend
         self.receiver = receiver
         self.send = send
         self.log = log
         self.clock = clock
         self.calls = PendingCalls(waiters)
         self.muted = MutedPeers()
+        self.request_bounds = (MAX_UNANSWERED_PER_PEER, MAX_UNANSWERED)
+        self.refused_requests = {PER_PEER: 0, IN_ALL: 0}  # requests not stored past each bound, this run
+        self._requests_over: set[str] = set()  # peers logged as past a bound, until one is stored again
 
     # -- receiving (main thread) ------------------------------------------------
 
     def receive(self, peer_id: str, raw: bytes) -> None:
         """A 37913 message, when the inbox keeps that type: checked against bLIP-50 first. A valid one
         is kept like any message (with what it is: :func:`tag`), then may answer one of our calls."""
-        if not self.receiver.admit(peer_id, LSPS0_MESSAGE_TYPE):
+        if not self.receiver.admit(peer_id, LSPS0_MESSAGE_TYPE, len(raw)):
             return
         try:
             frame = parse_frame(message_body(raw))
         except MalformedFrame as exc:
-            self.receiver.counters.count(peer_id, LSPS0_MESSAGE_TYPE, "dropped_malformed")
+            self.receiver.counters.count(peer_id, LSPS0_MESSAGE_TYPE, "dropped_malformed", len(raw))
             self.on_malformed(peer_id, exc)
             return
+        room = RequestRoom(peer_id, *self.request_bounds) if isinstance(frame, Request) else None
         try:
-            self.receiver.keep(peer_id, raw, LSPS0_MESSAGE_TYPE, tag(frame))
+            kept = self.receiver.keep(peer_id, raw, LSPS0_MESSAGE_TYPE, tag(frame), gate=room)
         except StorageError:
-            pass  # counted and logged; a call waiting for it is answered all the same
+            kept = None  # counted and logged; a call waiting for it is answered all the same
+        if room is not None and room.full is not None and kept is None:
+            self._refused_request(peer_id, room.full, len(raw))
+        elif room is not None:
+            self._requests_over.discard(peer_id)
         self.on_frame(peer_id, frame)
+
+    def _refused_request(self, peer_id: str, bound: str, size: int) -> None:
+        """A request past a bound on unanswered requests: not stored, counted, and logged once per peer
+        until one of its requests is stored again. It is not answered: an answer to each of a flood
+        would make us send as much as we are sent."""
+        self.receiver.counters.count(peer_id, LSPS0_MESSAGE_TYPE, "dropped_unanswered", size)
+        self.refused_requests[bound] += 1
+        if peer_id not in self._requests_over:
+            self._requests_over.add(peer_id)
+            limit = self.request_bounds[0 if bound == PER_PEER else 1]
+            whose = "this peer's" if bound == PER_PEER else "all peers'"
+            self.log(f"not storing bLIP-50 requests from {peer_id}: {limit} of {whose} requests are unanswered",
+                     level="info")
 
     def on_frame(self, peer_id: str, frame: Frame) -> None:
         if isinstance(frame, Response | ErrorResponse):
@@ -133,6 +158,11 @@ class LspsEndpoint:
 
         # Parked before the send, from the main thread, which also runs the hook.
         self.calls.add(peer_id, request.id, on_done, self.clock() + timeout)
+        try:
+            self.spend(peer_id, len(message))
+        except CustomMsgError:
+            self.calls.remove(peer_id, request.id)
+            raise
 
         def after_send(failure: CustomMsgError | None) -> None:
             if failure is not None and self.calls.remove(peer_id, request.id):
@@ -166,6 +196,7 @@ class LspsEndpoint:
         frame = Response(request_id, result) if error is None else ErrorResponse(
             request_id, error["code"], error["message"], error.get("data"))
         message = Message(LSPS0_MESSAGE_TYPE, frame.serialize())  # refuses what does not fit
+        self.spend(peer_id, len(message))
         if not self.store.inbox.set_answered(created_index, round(time.time(), 3)):
             raise CustomMsgError(errors.LSPS_ALREADY_ANSWERED, f"request {request_id!r} was answered already",
                                  {"peer_id": peer_id, "id": request_id, "created_index": created_index})
@@ -186,6 +217,9 @@ class LspsEndpoint:
 
     def disconnected(self, peer_id: str) -> None:
         self.calls.fail_peer(peer_id, "disconnected")
+        # Its next connection starts unmuted anyway: forgetting it now keeps the set to connected peers.
+        self.muted.unmute(peer_id)
+        self._requests_over.discard(peer_id)
 
     def _logged(self, what: str, peer_id: str) -> Done:
         def done(failure: CustomMsgError | None) -> None:

@@ -12,6 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..acked import methods as acked_methods
+from ..core.options import (
+    DEFAULT_GLOBAL_BURST_BYTES,
+    DEFAULT_GLOBAL_KBPS,
+    DEFAULT_PEER_BURST_BYTES,
+    DEFAULT_PEER_KBPS,
+)
 from ..inbox import methods as inbox_methods
 from ..lsps import methods as lsps_methods
 from ..outbox import methods as outbox_methods
@@ -64,6 +70,49 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
     ("custommsg-inbox-max", 100000, "Messages kept in the inbox; the oldest go first", "int", False),
     ("custommsg-peer-rate", "100", "Messages per second one peer may add to the inbox", "string", False),
     ("custommsg-peer-burst", 1000, "Messages one peer may add at once above its rate", "int", False),
+    (
+        "custommsg-peer-kbps",
+        DEFAULT_PEER_KBPS,
+        "Kilobits per second (125 bytes) one peer may add to the inbox; 0 with custommsg-peer-burst-bytes=0: no limit",
+        "int",
+        False,
+    ),
+    (
+        "custommsg-peer-burst-bytes",
+        DEFAULT_PEER_BURST_BYTES,
+        "Bytes one peer may add at once above its kbps; at least 65535 (or 0)",
+        "int",
+        False,
+    ),
+    (
+        "custommsg-global-kbps",
+        DEFAULT_GLOBAL_KBPS,
+        "Kilobits per second all peers together may add to the inbox; 0 with custommsg-global-burst-bytes=0: no limit",
+        "int",
+        False,
+    ),
+    (
+        "custommsg-global-burst-bytes",
+        DEFAULT_GLOBAL_BURST_BYTES,
+        "Bytes all peers together may add at once above custommsg-global-kbps; at least 65535 (or 0)",
+        "int",
+        False,
+    ),
+    (
+        "custommsg-peer-send-kbps",
+        DEFAULT_PEER_KBPS,
+        "Kilobits per second this node may send one peer (custommsg-send, -request, -lsps-*, the outbox); "
+        "0 with custommsg-peer-send-burst-bytes=0: no limit",
+        "int",
+        False,
+    ),
+    (
+        "custommsg-peer-send-burst-bytes",
+        DEFAULT_PEER_BURST_BYTES,
+        "Bytes this node may send one peer at once above custommsg-peer-send-kbps; at least 65535 (or 0)",
+        "int",
+        False,
+    ),
     ("custommsg-outbox-max", 1000, "Queued messages per peer in the outbox", "int", False),
     (
         "custommsg-protocol",

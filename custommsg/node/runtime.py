@@ -30,9 +30,9 @@ from ..core import errors
 from ..core.blip50 import LSPS0_MESSAGE_TYPE
 from ..core.completion import WaiterRegistry
 from ..core.envelope import ACK_TYPES, Envelope
-from ..core.errors import CustomMsgError, PeerError
+from ..core.errors import CustomMsgError, OverBudget, PeerError, TransientError
 from ..core.options import Config, parse_options
-from ..core.policy import PeerRateLimiter
+from ..core.policy import Budget, ReceiveLimiter, SendBudget
 from ..core.protocols import PROTOCOLS_FOLDER, Protocols, Spec
 from ..core.records import OutboxEntry
 from ..core.wire import Message
@@ -41,7 +41,10 @@ from ..inbox.receiver import Receiver
 from ..lsps.endpoint import LspsEndpoint
 from ..outbox.machine import Outbox, envelope_of, message_of
 from ..protocols.files import folder_specs, read_spec
+from ..store.acked import MAX_STREAMS_PER_PEER
 from ..store.database import Store
+from ..store.inbox import IN_ALL as LSPS_REQUESTS
+from ..store.inbox import PER_PEER as LSPS_REQUESTS_PER_PEER
 from .eventloop import ConnectedPeers, EventLoopPlugin, SenderThread, TimerThread
 from .rpcclient import LOST, AsyncRpc, LightningdError, PersistentRpc, native_error, unreachable
 
@@ -134,13 +137,18 @@ class Runtime:
         self.waiters = WaiterRegistry(on_callback_error=lambda text: log(f"custommsg waiter: {text}", level="warn"))
         self.counters = Counters(store)
         self.outbox = Outbox(store, config.outbox_max, on_settled=self._settled)
+        limiter = ReceiveLimiter(Budget(config.peer_rate, float(config.peer_burst)), config.peer_bytes,
+                                 config.global_bytes)
         self.receiver = Receiver(
-            store, self.counters, PeerRateLimiter(rate=config.peer_rate, burst=float(config.peer_burst)),
+            store, self.counters, limiter,
             self.waiters, config.inbox_max, log=log,
             notify=self._notify_stored if config.stored_notification else _silent,
             protocols=self.protocols,
         )
-        self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock)
+        self.send_budget = SendBudget(config.send_bytes)
+        self._budget_lock = threading.Lock()  # the send budget is spent from the main loop and the sender thread
+        self.lsps = LspsEndpoint(store, self.receiver, self.waiters, self.send_now, log, clock=self.waiters.clock,
+                                 spend=self.spend)
         self.acked = AckedDelivery(
             store, self.outbox, self.receiver, self._post, self.deliver_soon,
             notify_delivered=lambda entry: plugin.notify(DELIVERED_TOPIC, entry.to_json()), log=log,
@@ -232,6 +240,22 @@ class Runtime:
 
     # -- sending --------------------------------------------------------------
 
+    def spend(self, peer_id: str, length: int) -> None:
+        """Any thread: take ``length`` bytes from the peer's send budget, or raise OverBudget (taking nothing)."""
+        with self._budget_lock:
+            wait = self.send_budget.take(peer_id, length)
+        if wait:
+            raise OverBudget(peer_id, length, wait)
+
+    def refund(self, peer_id: str, length: int) -> None:
+        """Any thread: a message :meth:`spend` paid for did not go."""
+        with self._budget_lock:
+            self.send_budget.give_back(peer_id, length)
+
+    def send_budget_left(self, peer_id: str) -> int | None:
+        with self._budget_lock:
+            return self.send_budget.left(peer_id)
+
     def send_now(
         self, peer_id: str, message: Message, done: Done, on_crash: Callable[[Exception], None], ordered: bool = True,
         counted_as: int | None = None,
@@ -272,7 +296,7 @@ class Runtime:
         def on_answer(result: Any, error: dict[str, Any] | None) -> None:
             if error is None:
                 if counted_as not in ACK_TYPES:
-                    self.counters.count(peer_id, counted_as, "sent")
+                    self.counters.count(peer_id, counted_as, "sent", len(message))
                 done(None)
             elif error.get(LOST):
                 done(unreachable(ConnectionError(error.get("message"))))
@@ -295,7 +319,7 @@ class Runtime:
         except (OSError, EOFError) as exc:
             raise unreachable(exc) from exc
         if counted_as is not None and counted_as not in ACK_TYPES:
-            self.counters.count(peer_id, counted_as, "sent")
+            self.counters.count(peer_id, counted_as, "sent", len(message))
 
     def _post(self, peer_id: str, message: Message) -> None:
         """Any thread: send an acknowledged-delivery hello or ack; a failure is only logged."""
@@ -334,6 +358,26 @@ class Runtime:
             )
         self.connected.add(peer_id)
 
+    # -- bounds -----------------------------------------------------------------
+
+    def bounds(self) -> dict[str, dict[str, int]]:
+        """custommsg-stats: each bound on what peers and callers can make the plugin keep, its ``max``, what it
+        holds ``now`` where that is one number, and how often something went past it this run (``over``)."""
+        limiter, calls, support = self.receiver.limiter, self.lsps.calls, self.acked.support
+        refused = self.lsps.refused_requests
+        return {
+            "receive_limiter_peers": {"max": limiter.max_peers, "now": len(limiter), "over": limiter.evicted},
+            "send_budget_peers": {"max": self.send_budget.max_peers, "now": len(self.send_budget),
+                                  "over": self.send_budget.evicted},
+            "waits": {"max": self.waiters.max_waiters, "now": len(self.waiters), "over": self.waiters.refused},
+            "lsps_calls": {"max": calls.total_max, "now": len(calls), "over": calls.refused_total},
+            "lsps_calls_per_peer": {"max": calls.per_peer_max, "over": calls.refused_per_peer},
+            "lsps_requests": {"max": self.lsps.request_bounds[1], "over": refused[LSPS_REQUESTS]},
+            "lsps_requests_per_peer": {"max": self.lsps.request_bounds[0], "over": refused[LSPS_REQUESTS_PER_PEER]},
+            "acked_streams_per_peer": {"max": MAX_STREAMS_PER_PEER, "over": self.acked.streams_forgotten},
+            "acked_peers": {"max": support.max_peers, "now": len(support), "over": support.forgotten},
+        }
+
     # -- the outbox -----------------------------------------------------------
 
     def deliver_to_connected(self) -> None:
@@ -357,19 +401,24 @@ class Runtime:
         if even_if_busy or (peer_id in self.connected and not self.sender.busy(peer_id)):
             self.sender.put(peer_id, functools.partial(self.deliver, peer_id, resend_unacknowledged))
 
-    def hand_over(self, peer_id: str, entry: OutboxEntry) -> None:
-        """Sender thread: one outbox entry to lightningd, an acknowledged one as its envelope."""
+    def _hand_over(self, peer_id: str, entry: OutboxEntry) -> None:
+        """Sender thread: one outbox entry to lightningd, an acknowledged one as its envelope, paid from the
+        peer's send budget (OverBudget: it waits, and the sweep tries again)."""
+        message: Message = envelope_of(entry).message() if entry.ack else message_of(entry)
+        self.spend(peer_id, len(message))
         if entry.ack:
-            envelope = self.acked.sending(peer_id, envelope_of(entry))
-            self._native_send(peer_id, envelope.message(), counted_as=entry.type)
-        else:
-            self._native_send(peer_id, message_of(entry), counted_as=entry.type)
+            message = self.acked.sending(peer_id, envelope_of(entry)).message()  # as 47437 if more are in flight
+        try:
+            self._native_send(peer_id, message, counted_as=entry.type)
+        except TransientError:
+            self.refund(peer_id, len(message))
+            raise
 
     def send_started(self, entry: OutboxEntry, done: Done, on_crash: Callable[[Exception], None]) -> None:
         """Main thread: the envelope of an entry that entered the outbox ``sent`` (first in line, with
-        its seq) goes as a plain send goes: from the loop, unless the sender thread is busy with the peer
-        (then behind that, in order). Every copy of it carries the same seq, so a resend racing it is
-        harmless: the receiver stores the seq once."""
+        its seq, its bytes already paid from the send budget) goes as a plain send goes: from the loop,
+        unless the sender thread is busy with the peer (then behind that, in order). Every copy of it
+        carries the same seq, so a resend racing it is harmless: the receiver stores the seq once."""
         envelope = self.acked.sending(entry.peer_id, envelope_of(entry))
         self.send_now(entry.peer_id, envelope.message(), done, on_crash, counted_as=entry.type)
 
@@ -380,15 +429,16 @@ class Runtime:
         """Sender thread only: hand the peer's outbox over (its unacknowledged entries first, if asked)."""
         if resend_unacknowledged and not self.acked.resend(peer_id, self._resend):
             return  # the peer went away: its next connection starts over
-        report = self.outbox.deliver(peer_id, self.hand_over, self.acked.ready)
+        report = self.outbox.deliver(peer_id, self._hand_over, self.acked.ready)
         for entry in report.failed:
             self.plugin.log(f"outbox {entry.id} to {peer_id} failed: {entry.reason}", level="warn")
         # Not for the one entry an ack=true send hands over: a log line per message would cost
         # more than the message (lightningd writes debug lines at the log levels tests use).
-        if report.expired or report.interrupted or len(report.sent) > 1:
+        if report.expired or report.interrupted or report.over_budget or len(report.sent) > 1:
             self.plugin.log(
                 f"outbox: {len(report.sent)} sent, {len(report.expired)} expired for {peer_id}"
-                + (" (interrupted by a disconnect)" if report.interrupted else ""),
+                + (" (interrupted by a disconnect)" if report.interrupted else "")
+                + (" (the rest waits for its send budget)" if report.over_budget else ""),
                 level="debug",
             )
 

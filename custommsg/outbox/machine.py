@@ -28,6 +28,7 @@ from ..core.errors import (
     OUTBOX_NOT_FOUND,
     OUTBOX_NOT_QUEUED,
     CustomMsgError,
+    OverBudget,
     TransientError,
 )
 from ..core.records import CANCELLED, EXPIRED, FAILED, QUEUED, SENDING, SENT, UNACKNOWLEDGED, OutboxEntry, Page
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 # Hand one entry to lightningd for the peer now (an acknowledged one as its envelope). Raises
 # TransientError when it may work later (the peer is not connected, lightningd did not
-# answer): the entry stays queued; and CustomMsgError when lightningd refused the message
+# answer, or OverBudget: the peer's send budget has no room yet): the entry stays queued,
+# and so do those behind it; and CustomMsgError when lightningd refused the message
 # itself (it will never go).
 HandOver = Callable[[str, OutboxEntry], None]
 
@@ -50,6 +52,7 @@ class DeliveryReport:
     failed: list[OutboxEntry] = field(default_factory=list)
     interrupted: bool = False  # the peer went away before the queue was empty
     held: bool = False  # an acknowledged entry must wait (no hello yet, or its stream is being replaced)
+    over_budget: bool = False  # the next entry does not fit the peer's send budget yet: the sweep tries again
 
 
 def message_of(entry: OutboxEntry) -> Message:
@@ -191,6 +194,10 @@ class Outbox:
                 continue  # cancelled or expired since we listed it
             try:
                 send(peer_id, moving)
+            except OverBudget:
+                self.store.outbox.transition(entry.id, QUEUED, self.clock(), from_status=SENDING)
+                report.over_budget = True
+                break
             except TransientError:
                 self.store.outbox.transition(entry.id, QUEUED, self.clock(), from_status=SENDING)
                 report.interrupted = True

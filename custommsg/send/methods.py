@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..acked.methods import send_acked
 from ..core import errors
 from ..core.completion import PENDING, Reply, Waiter
-from ..core.errors import INVALID_PARAMETER, CustomMsgError, PeerError, TransientError, ValidationError
+from ..core.errors import INVALID_PARAMETER, CustomMsgError, OverBudget, PeerError, TransientError, ValidationError
 from ..core.records import StoredMessage
 from ..core.validate import (
     DEFAULT_REQUEST_TIMEOUT,
@@ -54,16 +54,22 @@ def send(
     if acked:
         return send_acked(runtime, reply, peer_id, message, ttl_seconds)
     outbox = runtime.outbox
-    if queued and (peer_id not in runtime.connected or outbox.has_queued(peer_id)):
-        # Behind the messages already waiting, so the peer gets them in order.
+    if queued and (peer_id not in runtime.connected or outbox.has_queued(peer_id)
+                   or not _paid(runtime, peer_id, message)):
+        # Behind the messages already waiting, so the peer gets them in order; and a message over the
+        # peer's send budget waits in the outbox until the budget has room (the sweep tries each second).
         entry = outbox.enqueue(peer_id, message, ttl_seconds)
         runtime.queue_delivery(peer_id)
         return _sent(message, peer_id, "queued", entry.id)
+    if not queued:
+        runtime.spend(peer_id, len(message))  # OverBudget, with when it would fit
 
     def done(failure: CustomMsgError | None) -> None:
         if failure is None:
             reply.result(_sent(message, peer_id, "sent"))
-        elif isinstance(failure, TransientError) and queued:
+            return
+        runtime.refund(peer_id, len(message))  # it did not go
+        if isinstance(failure, TransientError) and queued:
             # It went away under us (or lightningd did): keep the message for later.
             entry = outbox.enqueue(peer_id, message, ttl_seconds)
             reply.result(_sent(message, peer_id, "queued", entry.id))
@@ -93,6 +99,15 @@ def _checked_message(
     raw = runtime.protocols.encode(name, fields)
     # A registered even type came from the protocols folder, so lightningd was told of it: no allow_even.
     return check_send_request(node_id, raw.hex(), runtime.own_id, allow_even=True)
+
+
+def _paid(runtime: Runtime, peer_id: str, message: Message) -> bool:
+    """Take the message's bytes from the peer's send budget: False (nothing taken) if they do not fit now."""
+    try:
+        runtime.spend(peer_id, len(message))
+    except OverBudget:
+        return False
+    return True
 
 
 def _sent(message: Message, peer_id: str, status: str, outbox_id: int | None = None) -> dict[str, Any]:
@@ -136,10 +151,11 @@ def request_reply(
             )
         reply.error(error)
 
+    runtime.spend(peer_id, len(message))  # OverBudget, with when it would fit
     # Parked before the send, from the main thread, which also runs the hook:
     # no reply can slip in between the send and the wait.
-    waiter = runtime.waiters.add(
-        Waiter(
+    try:
+        waiter = runtime.waiters.add(Waiter(
             min_index=runtime.store.inbox.last_index() + 1,
             on_message=on_reply,
             on_fail=on_fail,
@@ -148,11 +164,16 @@ def request_reply(
             body_prefix=prefix,
             deadline=runtime.waiters.clock() + seconds,
             exclusive=True,
-        )
-    )
+        ))
+    except CustomMsgError:  # too many waiting: nothing goes
+        runtime.refund(peer_id, len(message))
+        raise
 
     def after_send(failure: CustomMsgError | None) -> None:
-        if failure is not None and runtime.waiters.remove(waiter):
+        if failure is None:
+            return
+        runtime.refund(peer_id, len(message))  # it did not go
+        if runtime.waiters.remove(waiter):
             reply.error(failure)
 
     runtime.send_now(peer_id, message, after_send, reply.crash)

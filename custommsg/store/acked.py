@@ -15,7 +15,9 @@ stream at seq 1, once no entry of the old one waits for its acknowledgement any 
 (until then the new ones wait, so the peer still stores them after the old ones).
 
 The receiver's side (table ``ack_in``): ``last`` per (peer, stream), read, decided on
-and written in the transaction that stores the message (:class:`EnvelopeGate`).
+and written in the transaction that stores the message (:class:`EnvelopeGate`). A peer
+keeps at most MAX_STREAMS_PER_PEER streams there: a new stream past it makes the least
+recently stored-into one go (module constant, below).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ if TYPE_CHECKING:
 SEQ_MAX = 2**63 - 1
 _IN = "(?, ?, ?)"  # UNACKNOWLEDGED, as SQL
 
+# Streams remembered per peer on the receiving side. An honest sender has one at a time: it starts a
+# new one only when its database was wiped or it gave up on a message, and only once nothing of the old
+# one waits for an acknowledgement. Past the bound, the stream stored into least recently goes (its
+# row, about 56 bytes); what the peer loses is that stream's exactly-once: a copy of one of its
+# messages arriving afterwards is taken as the start of a new stream (seq 1 is stored again, any
+# later seq is refused as a gap and never acknowledged, so the sender's entries expire).
+MAX_STREAMS_PER_PEER = 32
+
 
 def stream_bytes(stream: int) -> bytes:
     return stream.to_bytes(U64_LEN, "big")
@@ -49,11 +59,13 @@ class EnvelopeGate:
     message, in the same transaction). ``decision`` and ``last`` say what happened.
     """
 
-    def __init__(self, peer_id: str, stream: int, seq: int):
+    def __init__(self, peer_id: str, stream: int, seq: int, max_streams: int = MAX_STREAMS_PER_PEER):
         self.key = (bytes.fromhex(peer_id), stream_bytes(stream))
         self.seq = seq
+        self.max_streams = max_streams
         self.decision: Decision | None = None
         self.last = 0
+        self.forgotten = 0  # streams of the peer that went to make room for this one
 
     def __call__(self, db: Db) -> bool:
         row = db.execute("SELECT last FROM ack_in WHERE peer_id = ? AND stream = ?", self.key).fetchone()
@@ -61,10 +73,18 @@ class EnvelopeGate:
         self.decision = receive_decision(self.last, self.seq)
         if self.decision is not Decision.STORE:
             return False
+        peer = self.key[0]
+        if row is None:
+            self.forgotten = db.execute(
+                "DELETE FROM ack_in WHERE peer_id = ? AND stream IN (SELECT stream FROM ack_in WHERE peer_id = ? "
+                "ORDER BY touched DESC LIMIT -1 OFFSET ?)",
+                (peer, peer, self.max_streams - 1),
+            ).rowcount
         db.execute(
-            "INSERT INTO ack_in (peer_id, stream, last) VALUES (?, ?, ?) "
-            "ON CONFLICT (peer_id, stream) DO UPDATE SET last = excluded.last",
-            (*self.key, self.seq),
+            "INSERT INTO ack_in (peer_id, stream, last, touched) "
+            "VALUES (?, ?, ?, (SELECT COALESCE(MAX(touched), 0) + 1 FROM ack_in WHERE peer_id = ?)) "
+            "ON CONFLICT (peer_id, stream) DO UPDATE SET last = excluded.last, touched = excluded.touched",
+            (*self.key, self.seq, peer),
         )
         self.last = self.seq
         return True
@@ -235,3 +255,7 @@ class AckQueries:
     def envelope_gate(peer_id: str, stream: int, seq: int) -> EnvelopeGate:
         """What ``add_message(gate=...)`` runs for an envelope (see :class:`EnvelopeGate`)."""
         return EnvelopeGate(peer_id, stream, min(seq, SEQ_MAX))
+
+    def streams_of(self, peer_id: str) -> int:
+        """How many of the peer's streams the receiving side remembers."""
+        return int(self.store.read("SELECT COUNT(*) FROM ack_in WHERE peer_id = ?", (bytes.fromhex(peer_id),))[0][0])

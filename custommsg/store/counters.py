@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ..core.records import CounterKey, CountsByPeerType, group_counts
+from ..core.records import BYTES_SUFFIX, CounterKey, CountsByPeerType, group_counts
 from .query import Db, where
 
 if TYPE_CHECKING:
@@ -22,10 +22,11 @@ class CounterQueries:
         self.store = store
         self._pending: Counter[CounterKey] = Counter()  # behind the store's lock
 
-    def count(self, peer_id: str, msg_type: int, name: str, n: int = 1) -> None:
-        """Add to a persistent counter; written with the next transaction."""
+    def count(self, peer_id: str, msg_type: int, name: str, size: int, n: int = 1) -> None:
+        """Add ``n`` messages of ``size`` bytes in all to a persistent counter; written with the next transaction."""
         with self.store.lock:
             self._pending[(peer_id, msg_type, name)] += n
+            self._pending[(peer_id, msg_type, name + BYTES_SUFFIX)] += size
 
     def flush_into(self, db: Db) -> Counter[CounterKey]:
         """Inside a transaction: write the pending counts; :meth:`written` forgets them once it commits."""

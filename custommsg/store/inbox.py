@@ -15,6 +15,39 @@ from .query import Db, message_from_row, where
 if TYPE_CHECKING:
     from .database import Store
 
+# Unanswered bLIP-50 requests kept per peer and in all (lightning-liquidity's service keeps 10 per peer
+# and 1000 in all): a client waits for each answer, so an honest one has a handful open. Past either,
+# the newest request is not stored (counted as dropped, cause ``unanswered``); the ones kept stay.
+MAX_UNANSWERED_PER_PEER = 100
+MAX_UNANSWERED = 1000
+PER_PEER, IN_ALL = "lsps_requests_per_peer", "lsps_requests"
+
+
+class RequestRoom:
+    """The gate ``add_message`` runs for a bLIP-50 request: True if the peer, and the node, hold fewer
+    unanswered requests than their bound; else ``full`` names the bound (PER_PEER or IN_ALL)."""
+
+    def __init__(self, peer_id: str, per_peer_max: int = MAX_UNANSWERED_PER_PEER, total_max: int = MAX_UNANSWERED):
+        self.peer = bytes.fromhex(peer_id)
+        self.per_peer_max = per_peer_max
+        self.total_max = total_max
+        self.full: str | None = None
+
+    def __call__(self, db: Db) -> bool:
+        unanswered = "FROM inbox WHERE rpc_kind = 'request' AND answered_at IS NULL"
+        peer_count = db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} AND peer_id = ? LIMIT ?)", (self.peer, self.per_peer_max)
+        ).fetchone()[0]
+        if peer_count >= self.per_peer_max:
+            self.full = PER_PEER
+            return False
+        total = db.execute(f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} LIMIT ?)", (self.total_max,)).fetchone()[0]
+        if total >= self.total_max:
+            self.full = IN_ALL
+            return False
+        return True
+
+
 class InboxQueries:
     def __init__(self, store: Store):
         self.store = store
@@ -24,10 +57,10 @@ class InboxQueries:
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
         rpc: JsonRpcTag | None = None, gate: Callable[[Db], bool] | None = None, decoded: Decoded | None = None,
-    ) -> tuple[StoredMessage, list[tuple[str, int]]] | None:
+    ) -> tuple[StoredMessage, list[tuple[str, int, int]]] | None:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
-        Returns the stored message and the (peer, type) of each message dropped to
+        Returns the stored message and the (peer, type, size) of each message dropped to
         make room, for the counters. ``gate`` runs first, in the same transaction: when it
         returns False nothing is stored (and None is returned); whatever it wrote commits or
         rolls back with the message (``acked``: the receiver's last seq per stream). ``decoded``: a
@@ -47,19 +80,19 @@ class InboxQueries:
                  name, fields, error),
             )
             count = self.count + 1
-            dropped: list[tuple[str, int]] = []
+            dropped: list[tuple[str, int, int]] = []
             if count > inbox_max:
                 rows = db.execute(
                     "DELETE FROM inbox WHERE created_index IN "
                     "(SELECT created_index FROM inbox ORDER BY created_index LIMIT ?) "
-                    "RETURNING peer_id, type",
+                    "RETURNING peer_id, type, length(payload)",
                     (count - inbox_max,),
                 ).fetchall()
-                dropped = [(bytes(p).hex(), t) for p, t in rows]
+                dropped = [(bytes(p).hex(), t, size) for p, t, size in rows]
                 count -= len(dropped)
         self.count = count
-        for p, t in dropped:
-            self.store.counters.count(p, t, "dropped_retention")
+        for p, t, size in dropped:
+            self.store.counters.count(p, t, "dropped_retention", size)
         message = StoredMessage(
             created_index, peer_id, msg_type, payload, received_at, rpc, None, name,
             None if decoded is None else decoded.fields, error,

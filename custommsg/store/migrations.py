@@ -91,5 +91,12 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE inbox ADD COLUMN decode_error TEXT;
     CREATE INDEX inbox_by_name ON inbox (name, created_index) WHERE name IS NOT NULL;
     """,
+    # 6: bounds on what a peer can make us keep. The unanswered bLIP-50 requests are counted per peer when
+    # one more arrives (store.inbox.RequestRoom); ack_in remembers, per peer, which stream was stored into
+    # last (``touched`` grows per peer), so past the bound the least recently used stream goes.
+    """
+    CREATE INDEX inbox_unanswered ON inbox (peer_id) WHERE rpc_kind = 'request' AND answered_at IS NULL;
+    ALTER TABLE ack_in ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,8 +10,9 @@ from pathlib import Path
 from .conftest import PLUGIN, REPO
 
 OPTIONS = ["custommsg-guard", "custommsg-type", "custommsg-db", "custommsg-inbox-max", "custommsg-peer-rate",
-           "custommsg-peer-burst", "custommsg-outbox-max", "custommsg-acked-delivery", "custommsg-protocol",
-           "custommsg-stored-notification"]
+           "custommsg-peer-burst", "custommsg-peer-kbps", "custommsg-peer-burst-bytes", "custommsg-global-kbps",
+           "custommsg-global-burst-bytes", "custommsg-peer-send-kbps", "custommsg-peer-send-burst-bytes",
+           "custommsg-outbox-max", "custommsg-acked-delivery", "custommsg-protocol", "custommsg-stored-notification"]
 
 
 def readme_example() -> list[tuple[str, str]]:

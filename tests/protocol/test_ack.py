@@ -139,8 +139,11 @@ def test_peers_lists_who_speaks_it(monkeypatch: pytest.MonkeyPatch, make_ld: Mak
     ld = make_ld()
     hello_from(ld, PEER_A)
     peers = {p["peer_id"]: p for p in ld.call("custommsg-peers")["peers"]}
+    # a hello costs no receive budget: only what may be stored does
     assert peers[PEER_A] == {"peer_id": PEER_A, "connected": True, "ack_support": "yes", "ack_version": 1,
-                             "queued": 0, "unacknowledged": 0}
+                             "queued": 0, "unacknowledged": 0,
+                             "receive_budget": {"messages": 1000, "bytes": 2097152, "dropped_in_episode": 0},
+                             "send_budget": {"bytes": 2097152}}
     assert peers[PEER_B]["ack_support"] == "unknown" and "ack_version" not in peers[PEER_B]
     time.sleep(1.1)  # not asked: not judged, however long it stays
     assert ld.call("custommsg-peers", {"peer_id": PEER_B})["peers"][0]["ack_support"] == "unknown"

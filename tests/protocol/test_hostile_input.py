@@ -49,8 +49,9 @@ from .harness import FakeLightningd, wait_for
 from .peerproto import acked_sent_to
 
 NONSTRICT_PLUGIN = Path(__file__).parent / "plugins" / "nonstrict.py"
-# No rate limit in the way: every message the plugin keeps is stored, and so checked.
-UNLIMITED = {"custommsg-peer-rate": "1000000", "custommsg-peer-burst": 1000000}
+# No rate limit or byte budget in the way: every message the plugin keeps is stored, and so checked.
+UNLIMITED = {"custommsg-peer-rate": "1000000", "custommsg-peer-burst": 1000000, "custommsg-peer-kbps": 0,
+             "custommsg-peer-burst-bytes": 0, "custommsg-global-kbps": 0, "custommsg-global-burst-bytes": 0}
 LSPS0_PREFIX = LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
 
 Sent = list[tuple[str, bytes]]
@@ -117,6 +118,9 @@ def test_hostile_blip50_frames(driven: Driven, frames: list[tuple[str, bytes]]) 
     for peer in (PEER_A, PEER_B):
         ld.disconnect_peer(peer)
         ld.connect_peer(peer)
+    # The requests earlier examples stored, unanswered, go: else a peer's 101st would not be stored
+    # (the bound on unanswered requests, tested on its own).
+    ld.call("custommsg-delete", {"up_to": driven.last_index})
     answered = {peer: parse_errors_to(ld, peer) for peer in (PEER_A, PEER_B)}
     before = lsps_counts(ld)
     rows = driven.deliver([(peer, LSPS0_PREFIX + body) for peer, body in frames])

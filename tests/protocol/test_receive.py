@@ -257,8 +257,13 @@ def test_stats_per_peer_and_type(ld: FakeLightningd) -> None:
     ld.call("custommsg-send", {"node_id": PEER_B, "msg": "8005aa"}, timeout=3)
     stats = ld.call("custommsg-stats")
     assert stats["inbox_count"] == 4
+    none_dropped = {"rate": 0, "peer_budget": 0, "global_budget": 0, "retention": 0, "storage": 0, "malformed": 0,
+                    "unanswered": 0}
+    size = len(bytes.fromhex(payload(0x8001)))
     assert stats_row(stats, PEER_A, 0x8001)["session"] == {
-        "sent": 0, "received": 2, "stored": 2, "dropped": {"rate": 0, "retention": 0, "storage": 0, "malformed": 0}}
+        "sent": 0, "received": 2, "stored": 2, "dropped": none_dropped,
+        "bytes": {"sent": 0, "received": 2 * size, "stored": 2 * size, "dropped": none_dropped}}
+    assert stats_row(stats, PEER_B, 0x8005)["total"]["bytes"]["sent"] == 3
     assert stats_row(stats, PEER_A, 0x8003)["total"]["stored"] == 1
     assert stats_row(stats, PEER_B, 0x8001)["total"]["received"] == 1
     assert stats_row(stats, PEER_B, 0x8005)["total"]["sent"] == 1

@@ -19,7 +19,7 @@ from custommsg.core import errors
 from custommsg.core.completion import Waiter, WaiterRegistry
 from custommsg.core.envelope import Ack, Decision, Envelope, Hello, parse
 from custommsg.core.errors import CustomMsgError, PeerError, StorageError
-from custommsg.core.policy import PeerRateLimiter
+from custommsg.core.policy import Budget, ReceiveLimiter
 from custommsg.core.records import (
     CANCELLED,
     DELIVERED,
@@ -350,7 +350,7 @@ class Wiring:
         self.scheduled: list[tuple[str, bool, bool]] = []
         self.delivered: list[OutboxEntry] = []
         counters = Counters(store)
-        receiver = Receiver(store, counters, PeerRateLimiter(100, 1000), WaiterRegistry(), 100,
+        receiver = Receiver(store, counters, ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 100,
                             notify=lambda entry: None, log=lambda *a, **k: None)
         self.acked = AckedDelivery(
             store, outbox, receiver, lambda p, m: self.posted.append((p, parse(m.serialize()))), self.schedule,

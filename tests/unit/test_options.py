@@ -9,7 +9,7 @@ import pytest
 from custommsg.core import errors
 from custommsg.core.errors import ValidationError
 from custommsg.core.options import Config, parse_options
-from custommsg.core.policy import TypeSelection
+from custommsg.core.policy import OFF, Budget, TypeSelection
 
 # What lightningd hands over in init when the operator set nothing (the defaults node.plugin.OPTIONS
 # registers; lightningd sends an int option as a JSON number, a string one as a string).
@@ -21,6 +21,12 @@ DEFAULTS: dict[str, Any] = {
     "custommsg-peer-rate": "100",
     "custommsg-peer-burst": 1000,
     "custommsg-outbox-max": 1000,
+    "custommsg-peer-kbps": 2048,
+    "custommsg-peer-burst-bytes": 2097152,
+    "custommsg-global-kbps": 16384,
+    "custommsg-global-burst-bytes": 16777216,
+    "custommsg-peer-send-kbps": 2048,
+    "custommsg-peer-send-burst-bytes": 2097152,
     "custommsg-acked-delivery": True,
     "custommsg-stored-notification": True,
 }
@@ -39,6 +45,9 @@ def test_defaults() -> None:
         peer_rate=100.0,
         peer_burst=1000,
         outbox_max=1000,
+        peer_bytes=Budget(256000.0, 2097152.0),
+        global_bytes=Budget(2048000.0, 16777216.0),
+        send_bytes=Budget(256000.0, 2097152.0),
     )
 
 
@@ -55,6 +64,17 @@ ACCEPTED: list[tuple[dict[str, Any], str, Any]] = [
     ({"custommsg_peer_burst": 1}, "peer_burst", 1),
     ({"custommsg_outbox_max": 5}, "outbox_max", 5),
     ({"custommsg_acked_delivery": False}, "acked_delivery", False),
+    # LND's units: 1 kbps is 125 bytes a second; both 0 turn a budget off; 65535 is the smallest burst.
+    ({"custommsg_peer_kbps": 512, "custommsg_peer_burst_bytes": 262144}, "peer_bytes", Budget(64000.0, 262144.0)),
+    ({"custommsg_peer_kbps": 1, "custommsg_peer_burst_bytes": 65535}, "peer_bytes", Budget(125.0, 65535.0)),
+    ({"custommsg_peer_kbps": "8", "custommsg_peer_burst_bytes": "70000"}, "peer_bytes", Budget(1000.0, 70000.0)),
+    ({"custommsg_peer_kbps": 0, "custommsg_peer_burst_bytes": 0}, "peer_bytes", OFF),
+    ({"custommsg_global_kbps": 5120, "custommsg_global_burst_bytes": 1638400}, "global_bytes",
+     Budget(640000.0, 1638400.0)),
+    ({"custommsg_global_kbps": 0, "custommsg_global_burst_bytes": 0}, "global_bytes", OFF),
+    ({"custommsg_peer_send_kbps": 16, "custommsg_peer_send_burst_bytes": 65536}, "send_bytes",
+     Budget(2000.0, 65536.0)),
+    ({"custommsg_peer_send_kbps": 0, "custommsg_peer_send_burst_bytes": 0}, "send_bytes", OFF),
 ]
 
 
@@ -78,6 +98,15 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"custommsg_peer_burst": 0}, "custommsg-peer-burst must be a whole number above 0"),
     ({"custommsg_outbox_max": "many"}, "custommsg-outbox-max must be a whole number above 0"),
     ({"custommsg_type": ["70000"]}, "custommsg-type '70000': types are 0 to 65535"),
+    ({"custommsg_peer_burst_bytes": 65534}, "custommsg-peer-burst-bytes must be at least 65535 (the largest message)"),
+    ({"custommsg_peer_burst_bytes": 0}, "custommsg-peer-burst-bytes must be at least 65535"),
+    ({"custommsg_peer_kbps": 0}, "custommsg-peer-kbps must be above 0, or 0 with custommsg-peer-burst-bytes 0"),
+    ({"custommsg_peer_kbps": -1}, "custommsg-peer-kbps must be a whole number, 0 or above"),
+    ({"custommsg_peer_kbps": "1.5"}, "custommsg-peer-kbps must be a whole number, 0 or above"),
+    ({"custommsg_global_burst_bytes": 1000}, "custommsg-global-burst-bytes must be at least 65535"),
+    ({"custommsg_global_kbps": 0}, "custommsg-global-kbps must be above 0"),
+    ({"custommsg_peer_send_burst_bytes": 65534}, "custommsg-peer-send-burst-bytes must be at least 65535"),
+    ({"custommsg_peer_send_kbps": True}, "custommsg-peer-send-kbps must be a whole number"),
     ({"custommsg_type": ["40000", "9-7"]}, "custommsg-type '9-7': the range is empty"),
     ({"custommsg_type": ["18"]}, "custommsg-type '18': type 18 (ping) never reaches plugins"),
 ]

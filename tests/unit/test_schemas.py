@@ -45,7 +45,10 @@ def file_id(path: Path) -> str:
 A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 B = "03c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
 NOT_A_KEY = "04" + "11" * 32  # 66 hex digits, but not a compressed key (the integration tier sends it)
-ZEROS = {"sent": 0, "received": 0, "stored": 0, "dropped": {"rate": 0, "retention": 0, "storage": 0, "malformed": 0}}
+DROPPED = {"rate": 0, "peer_budget": 0, "global_budget": 0, "retention": 0, "storage": 0, "malformed": 0,
+           "unanswered": 0}
+ZEROS = {"sent": 0, "received": 0, "stored": 0, "dropped": DROPPED,
+         "bytes": {"sent": 0, "received": 0, "stored": 0, "dropped": DROPPED}}
 
 # A stored message exactly as the README's quickstart shows it (with a real node id).
 HELLO = {
@@ -86,12 +89,25 @@ def without(entry: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != key}
 
 
+BOUNDS = {
+    "receive_limiter_peers": {"max": 10000, "now": 0, "over": 0},
+    "send_budget_peers": {"max": 10000, "now": 0, "over": 0},
+    "waits": {"max": 10000, "now": 0, "over": 0},
+    "lsps_calls": {"max": 1000, "now": 0, "over": 0},
+    "lsps_calls_per_peer": {"max": 100, "over": 0},
+    "lsps_requests": {"max": 1000, "over": 0},
+    "lsps_requests_per_peer": {"max": 100, "over": 3},
+    "acked_streams_per_peer": {"max": 32, "over": 9968},
+    "acked_peers": {"max": 10000, "now": 2, "over": 0},
+}
 STATS = {"started_at": 1764064700.25, "inbox_count": 0, "malformed": 0, "waiting": 0, "session": ZEROS,
-         "total": ZEROS, "peers": []}
+         "total": ZEROS, "peers": [], "bounds": BOUNDS}
 STATS_ROW = {"peer_id": A, "type": 32769, "session": ZEROS, "total": ZEROS}
 # An acknowledged entry the peer acknowledged, as custommsg_delivered and custommsg-outbox-wait give it.
 DELIVERED_ENTRY = outbox_entry("delivered", updated_index=3, sent_at=11.5, ack=True, seq=1, delivered_at=12.5)
-PEER_ROW = {"peer_id": A, "connected": True, "ack_support": "yes", "ack_version": 1, "queued": 0, "unacknowledged": 0}
+PEER_ROW = {"peer_id": A, "connected": True, "ack_support": "yes", "ack_version": 1, "queued": 0, "unacknowledged": 0,
+            "receive_budget": {"messages": 1000, "bytes": 2097152, "dropped_in_episode": 0},
+            "send_budget": {"bytes": 2097152}}
 # What custommsg-lsps-respond answers, and a -32602 error as bLIP-50 wants it (with data.unrecognized).
 RESPONDED = {"peer_id": A, "id": "7a1c", "created_index": 5, "length": 2 + len(LSPS_RESPONSE_TEXT)}
 INVALID_PARAMS_ERROR = {"code": -32602, "message": "invalid params", "data": {"unrecognized": ["x"]}}
@@ -129,6 +145,7 @@ VALID: list[tuple[str, str, Any]] = [
     ("custommsg-stats", "request", {"peer_id": A, "type": 1}),
     ("custommsg-stats", "response", STATS),
     ("custommsg-stats", "response", {**STATS, "inbox_count": 1, "peers": [STATS_ROW]}),
+    ("custommsg-stats", "response", {**STATS, "global_budget": {"bytes": 65535, "dropped_in_episode": 7}}),
     ("custommsg-outbox", "request", {"peer_id": B, "status": "failed", "index": "updated", "start": 1, "limit": 10}),
     ("custommsg-outbox", "response", {"outbox": []}),
     ("custommsg-outbox", "response", {"outbox": [outbox_entry("queued")]}),
@@ -196,7 +213,7 @@ VALID: list[tuple[str, str, Any]] = [
     ("custommsg-peers", "response", {"peers": [PEER_ROW]}),
     ("custommsg-peers", "response",
      {"peers": [PEER_ROW, {"peer_id": B, "connected": False, "ack_support": "unknown", "queued": 2,
-                           "unacknowledged": 1}]}),
+                           "unacknowledged": 1, "receive_budget": {"messages": 3, "dropped_in_episode": 40}}]}),
     ("custommsg-peers", "response", {"peers": [{**without(PEER_ROW, "ack_version"), "ack_support": "no"}]}),
     ("custommsg_delivered", "response", DELIVERED_ENTRY),
     ("custommsg_delivered", "response", {**DELIVERED_ENTRY, "expires_at": 70.5}),
@@ -249,9 +266,12 @@ INVALID: list[tuple[str, str, Any, str]] = [
     ("custommsg-delete", "response", {"deleted": 1.5}, "deleted not an integer"),
     ("custommsg-stats", "response", without(STATS, "waiting"), "waiting missing"),
     ("custommsg-stats", "response",
-     {**STATS, "session": {**ZEROS, "dropped": {"rate": 0, "retention": 0, "malformed": 0}}},
+     {**STATS, "session": {**ZEROS, "dropped": without(DROPPED, "storage")}},
      "dropped.storage missing"),
     ("custommsg-stats", "response", {**STATS, "total": {**ZEROS, "queued": 0}}, "extra count"),
+    ("custommsg-stats", "response", without(STATS, "bounds"), "bounds missing"),
+    ("custommsg-stats", "response", {**STATS, "session": without(ZEROS, "bytes")}, "bytes missing"),
+    ("custommsg-stats", "response", {**STATS, "bounds": {**BOUNDS, "waits": {"max": 1, "over": 0}}}, "now missing"),
     ("custommsg-stats", "response", {**STATS, "peers": [{**STATS_ROW, "type": "32769"}]}, "row type a string"),
     ("custommsg-outbox", "request", {"status": "done"}, "unknown status"),
     ("custommsg-outbox", "response", {"outbox": [outbox_entry("queued", reason="why")]}, "reason when queued"),
@@ -339,6 +359,7 @@ INVALID: list[tuple[str, str, Any, str]] = [
      "expired, no expires_at"),
     ("custommsg-outbox-wait", "response", {**DELIVERED_ENTRY, "extra": 1}, "extra field"),
     ("custommsg-peers", "request", {"peer_id": "02"}, "peer_id not a key"),
+    ("custommsg-peers", "response", {"peers": [without(PEER_ROW, "receive_budget")]}, "receive_budget missing"),
     ("custommsg-peers", "request", {"peer_id": A, "all": True}, "unknown parameter"),
     ("custommsg-peers", "response", {}, "peers missing"),
     ("custommsg-peers", "response", {"peers": [{**PEER_ROW, "ack_support": "maybe"}]}, "unknown ack_support"),

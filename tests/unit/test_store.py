@@ -109,17 +109,17 @@ def test_retention_drops_the_oldest(store: Store) -> None:
         assert store.inbox.add_message(A, payload, int.from_bytes(payload, "big"), 1.0, 3)[1] == []
     stored, dropped = store.inbox.add_message(B, b"\x80\x07", 32775, 2.0, 3)
     assert stored.created_index == 4
-    assert dropped == [(A, 32769)]
+    assert dropped == [(A, 32769, 2)]
     assert indexes(store.inbox.list_messages()) == [2, 3, 4]
     assert store.inbox.count == 3
-    assert store.counters.totals() == {(A, 32769): Counter({"dropped_retention": 1})}
+    assert store.counters.totals() == {(A, 32769): Counter({"dropped_retention": 1, "dropped_retention_bytes": 2})}
 
 
 def test_lowering_inbox_max_drops_every_extra_message_oldest_first(store: Store) -> None:
     for i in range(5):
         add(store, A if i % 2 == 0 else B, bytes([0x80, 2 * i + 1]))
     stored, dropped = store.inbox.add_message(A, b"\x80\x0b", 32779, 1.0, 2)
-    assert dropped == [(A, 32769), (B, 32771), (A, 32773), (B, 32775)]
+    assert dropped == [(A, 32769, 2), (B, 32771, 2), (A, 32773, 2), (B, 32775, 2)]
     assert indexes(store.inbox.list_messages()) == [5, 6]
     assert store.inbox.count == 2
 
@@ -317,7 +317,7 @@ def _fail_inserts(db_path: str, how: str) -> sqlite3.Connection:
 
 def test_failed_write_is_a_storage_error_and_loses_no_count(store: Store, db_path: str) -> None:
     add(store, A, b"\x80\x01")
-    store.counters.count(A, 32769, "received", 3)
+    store.counters.count(A, 32769, "received", 30, 3)
     other = _fail_inserts(db_path, "ABORT")
     # when the write fails; then StorageError with the cause, nothing stored
     with pytest.raises(StorageError) as caught:
@@ -331,7 +331,7 @@ def test_failed_write_is_a_storage_error_and_loses_no_count(store: Store, db_pat
     other.execute("DROP TRIGGER fail_insert")
     other.close()
     assert add(store, A, b"\x80\x01").created_index == 2  # the failed write gave nothing out
-    assert store.counters.totals() == {(A, 32769): Counter({"received": 3})}
+    assert store.counters.totals() == {(A, 32769): Counter({"received": 3, "received_bytes": 30})}
 
 
 def test_storage_error_names_the_cause_when_sqlite_rolled_back_itself(store: Store, db_path: str) -> None:
@@ -380,43 +380,44 @@ def test_immutable_file_stops_writes_even_as_root(store: Store, db_path: str, tm
 
 
 def test_counters_totals_and_filters(store: Store) -> None:
-    store.counters.count(A, 32769, "received")
-    store.counters.count(A, 32769, "received", 2)
-    store.counters.count(A, 32769, "stored")
-    store.counters.count(A, 32771, "sent", 5)
-    store.counters.count(B, 32769, "dropped_rate", 4)
+    store.counters.count(A, 32769, "received", 100)
+    store.counters.count(A, 32769, "received", 65535, 2)
+    store.counters.count(A, 32769, "stored", 100)
+    store.counters.count(A, 32771, "sent", 10, 5)
+    store.counters.count(B, 32769, "dropped_rate", 8, 4)
+    a_32769 = Counter({"received": 3, "received_bytes": 65635, "stored": 1, "stored_bytes": 100})
     assert store.counters.totals() == {
-        (A, 32769): Counter({"received": 3, "stored": 1}),
-        (A, 32771): Counter({"sent": 5}),
-        (B, 32769): Counter({"dropped_rate": 4}),
+        (A, 32769): a_32769,
+        (A, 32771): Counter({"sent": 5, "sent_bytes": 10}),
+        (B, 32769): Counter({"dropped_rate": 4, "dropped_rate_bytes": 8}),
     }
-    assert store.counters.totals(peer_id=B) == {(B, 32769): Counter({"dropped_rate": 4})}
-    assert store.counters.totals(msg_type=32771) == {(A, 32771): Counter({"sent": 5})}
-    assert store.counters.totals(A, 32769) == {(A, 32769): Counter({"received": 3, "stored": 1})}
+    assert store.counters.totals(peer_id=B) == {(B, 32769): Counter({"dropped_rate": 4, "dropped_rate_bytes": 8})}
+    assert store.counters.totals(msg_type=32771) == {(A, 32771): Counter({"sent": 5, "sent_bytes": 10})}
+    assert store.counters.totals(A, 32769) == {(A, 32769): a_32769}
     # reading twice does not count twice
-    assert store.counters.totals(A, 32769) == {(A, 32769): Counter({"received": 3, "stored": 1})}
+    assert store.counters.totals(A, 32769) == {(A, 32769): a_32769}
 
 
 def test_counters_survive_reopening(db_path: str) -> None:
     store = Store(db_path)
-    store.counters.count(A, 32769, "received", 2)
+    store.counters.count(A, 32769, "received", 4, 2)
     store.counters.totals()
-    store.counters.count(A, 32769, "received", 1)  # pending: written by close()
+    store.counters.count(A, 32769, "received", 2)  # pending: written by close()
     store.close()
     reopened = Store(db_path)
-    assert reopened.counters.totals() == {(A, 32769): Counter({"received": 3})}
-    reopened.counters.count(A, 32769, "received")
-    assert reopened.counters.totals() == {(A, 32769): Counter({"received": 4})}
+    assert reopened.counters.totals() == {(A, 32769): Counter({"received": 3, "received_bytes": 6})}
+    reopened.counters.count(A, 32769, "received", 2)
+    assert reopened.counters.totals() == {(A, 32769): Counter({"received": 4, "received_bytes": 8})}
     reopened.close()
 
 
 def test_counts_ride_along_with_the_next_transaction(db_path: str) -> None:
     # given a count and then a stored message; when the plugin dies without close(); then the count is on disk
     store = Store(db_path)
-    store.counters.count(A, 32769, "received")
+    store.counters.count(A, 32769, "received", 2)
     add(store, A, b"\x80\x01")
     other = Store(db_path)
-    assert other.counters.totals() == {(A, 32769): Counter({"received": 1})}
+    assert other.counters.totals() == {(A, 32769): Counter({"received": 1, "received_bytes": 2})}
     other.close()
     store.close()
 
