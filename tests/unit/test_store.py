@@ -222,7 +222,7 @@ def test_reopening_keeps_everything(db_path: str) -> None:
 
 def test_new_file_has_current_schema_in_wal_mode(store: Store, db_path: str) -> None:
     db = raw_db(db_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS) == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS) == 6
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"inbox", "counters", "outbox", "vars", "ack_out", "ack_in"} <= tables
