@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import sqlite3
 import statistics
@@ -21,6 +22,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
 SIZES = sorted(int(n) for n in os.environ.get("BENCH_INBOX_SIZES", "10000,100000,1000000").split(","))
 UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
+QUIET = "custommsg, no custommsg_stored"
 MSG = "8001" + "ab" * 64
 CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
 
@@ -45,22 +47,24 @@ def plugin_rss_kib(node) -> int:
 
 
 def test_receive_rate(node_factory):
-    """sender sends as fast as one RPC connection goes to r_store (custommsg) and to
-    r_null (a hook that only counts), in alternating rounds; each round's rate is
-    messages over the time until the receiver has handled the last one. Over the same
-    rounds, the receiver's plugin and lightningd CPU per message are summed: custommsg
-    storing against the do-nothing hook."""
+    """sender sends as fast as one RPC connection goes to r_store (custommsg), r_quiet
+    (custommsg with custommsg-stored-notification=false) and r_null (a hook that only
+    counts), in alternating rounds; each round's rate is messages over the time until the
+    receiver has handled the last one. Over the same rounds, the receiver's plugin and
+    lightningd CPU per message are summed: custommsg storing against the do-nothing hook."""
     nullhook = str(BENCH_PLUGINS / "nullhook.py")
     sender = bench_node(node_factory)
     r_store = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED)
+    r_quiet = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED,
+                         **{"custommsg-stored-notification": False})
     r_null = bench_node(node_factory, plugin=nullhook)
-    sender.connect(r_store)
-    sender.connect(r_null)
-    rpc, store_rpc, null_rpc = rpc_of(sender), rpc_of(r_store), rpc_of(r_null)
+    for receiver in (r_store, r_quiet, r_null):
+        sender.connect(receiver)
+    rpc, null_rpc = rpc_of(sender), rpc_of(r_null)
 
-    def until_stored(target: int) -> None:
+    def until_stored(receiver_rpc, target: int) -> None:
         # Both block in the plugin until the message is there: no polling load on either.
-        store_rpc.call("custommsg-wait", {"nextvalue": target, "timeout": 120})
+        receiver_rpc.call("custommsg-wait", {"nextvalue": target, "timeout": 120})
 
     def until_counted(target: int) -> None:
         null_rpc.call("nullhook-wait", {"target": target})
@@ -74,7 +78,8 @@ def test_receive_rate(node_factory):
         return PER_ROUND / (time.perf_counter() - started)
 
     cases = {
-        "custommsg (stores)": (r_store, CUSTOMMSG, until_stored),
+        "custommsg (stores)": (r_store, CUSTOMMSG, functools.partial(until_stored, rpc_of(r_store))),
+        QUIET: (r_quiet, CUSTOMMSG, functools.partial(until_stored, rpc_of(r_quiet))),
         "do-nothing hook": (r_null, plugin_paths(nullhook), until_counted),
     }
     done = dict.fromkeys(cases, 0)
@@ -91,11 +96,14 @@ def test_receive_rate(node_factory):
     median = {name: statistics.median(values) for name, values in rates.items()}
     print(f"\nreceive rate, {ROUNDS} alternating rounds of {PER_ROUND} messages (median msg/s):")
     for name, value in median.items():
-        print(f"  {name:20s} {value:8.0f} msg/s")
+        print(f"  {name:32s} {value:8.0f} msg/s")
     cpu.report("receiving node; plugin(s) = custommsg, or the do-nothing hook")
-    print(f"RATIO custommsg receive / do-nothing hook = {median['custommsg (stores)'] / median['do-nothing hook']:.2f}")
+    floor = median["do-nothing hook"]
+    print(f"RATIO custommsg receive / do-nothing hook = {median['custommsg (stores)'] / floor:.2f}")
+    print(f"RATIO custommsg receive, no notification / do-nothing hook = {median[QUIET] / floor:.2f}")
     cpu.ratios("custommsg receive / do-nothing hook", "custommsg (stores)", "do-nothing hook")
-    assert store_rpc.call("custommsg-stats")["session"]["stored"] == done["custommsg (stores)"]
+    cpu.ratios("custommsg receive, no notification / do-nothing hook", QUIET, "do-nothing hook")
+    assert rpc_of(r_store).call("custommsg-stats")["session"]["stored"] == done["custommsg (stores)"]
 
 
 def fill_inbox(node, path: str, count: int, peers: list[str]) -> None:
