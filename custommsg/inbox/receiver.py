@@ -83,8 +83,9 @@ class Receiver:
         """Store the message, count it, notify other plugins and wake waits; None if ``gate`` (run in
         the storing transaction) said no. StorageError, counted and logged, if it could not be stored."""
         try:
+            counted = ("received", "stored") if count_received else ("stored",)
             stored = self.store.inbox.add_message(
-                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate
+                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate, counted
             )
         except StorageError as exc:
             self.counters.count(peer_id, msg_type, "dropped_storage")
@@ -98,11 +99,10 @@ class Receiver:
         if self._storage_failing:
             self._storage_failing = False
             self.log("storing messages again", level="info")
-        if count_received:
-            self.counters.count(peer_id, msg_type, "received")
-        self.counters.count(peer_id, msg_type, "stored")
-        # The store counted these in its totals already.
-        self.counters.count_session([(p, t, "dropped_retention") for p, t in dropped])
+        # The store counted these in its totals already, in the transaction that stored the message.
+        self.counters.count_session(
+            [(peer_id, msg_type, name) for name in counted] + [(p, t, "dropped_retention") for p, t in dropped]
+        )
         if len(self.limiter) > LIMITER_GC_AT:
             self.limiter.forget_idle()
         self.notify(message.to_json())

@@ -62,6 +62,15 @@ class Disabled(Exception):
     """init cannot build the runtime: lightningd is told to disable the plugin, with this reason."""
 
 
+def wallet_of(plugin: EventLoopPlugin) -> str | None:
+    """lightningd's ``wallet`` option, when it is set (listconfigs has no entry for the default, a
+    SQLite file). Asked only to follow it: the plugin never shows it (it may hold a password)."""
+    configs = plugin.rpc.listconfigs().get("configs", {})
+    wallet = configs.get("wallet")
+    value = wallet.get("value_str") if isinstance(wallet, dict) else None
+    return value if isinstance(value, str) else None
+
+
 class Runtime:
     def __init__(self, plugin: EventLoopPlugin, config: Config, store: Store, own_id: str, rpc_path: str,
                  connected: list[str]):
@@ -110,10 +119,13 @@ class Runtime:
                            f"this node runs {version}")
         lightning_dir = configuration["lightning-dir"]
         try:
-            config = parse_options(options, lightning_dir, os.environ)
-            store = Store(config.db_path)
+            config = parse_options(options, lightning_dir, os.environ, wallet_of(plugin), info["id"])
+            store = Store(config.db_path, config.db_schema, config.import_from)
         except CustomMsgError as exc:
             raise Disabled(exc.message) from None
+        if store.imported:
+            plugin.log(f"imported {store.imported} from {config.import_from} into {store.describe()} "
+                       "(once: the file is left as it was)")
         connected = [peer["id"] for peer in plugin.rpc.listpeers()["peers"] if peer.get("connected")]
         rpc_path = os.path.join(lightning_dir, configuration["rpc-file"])
         return cls(plugin, config, store, info["id"], rpc_path, connected)

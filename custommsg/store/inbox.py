@@ -22,13 +22,16 @@ class InboxQueries:
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
         rpc: JsonRpcTag | None = None, gate: Callable[[Db], bool] | None = None,
+        counted: tuple[str, ...] = (),
     ) -> tuple[StoredMessage, list[tuple[str, int]]] | None:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
         Returns the stored message and the (peer, type) of each message dropped to
-        make room, for the counters. ``gate`` runs first, in the same transaction: when it
+        make room. ``gate`` runs first, in the same transaction: when it
         returns False nothing is stored (and None is returned); whatever it wrote commits or
-        rolls back with the message (``acked``: the receiver's last seq per stream).
+        rolls back with the message (``acked``: the receiver's last seq per stream). The
+        message's ``counted`` counters and the drops' ``dropped_retention`` move in that
+        transaction too: the totals never lag the rows.
         """
         with self.store.transaction() as db:
             if gate is not None and not gate(db):
@@ -49,9 +52,11 @@ class InboxQueries:
                 ).fetchall()
                 dropped = [(bytes(p).hex(), t) for p, t in rows]
                 count -= len(dropped)
+            for name in counted:
+                self.store.counters.count_here(peer_id, msg_type, name)
+            for p, t in dropped:
+                self.store.counters.count_here(p, t, "dropped_retention")
         self.count = count
-        for p, t in dropped:
-            self.store.counters.count(p, t, "dropped_retention")
         return StoredMessage(created_index, peer_id, msg_type, payload, received_at, rpc), dropped
 
     def list_messages(

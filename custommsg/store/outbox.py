@@ -22,7 +22,7 @@ class OutboxQueries:
     def next_updated_index(self, db: Db) -> int:
         row = db.execute(
             "INSERT INTO vars (name, value) VALUES ('outbox_updated_index', 1) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"
+            "ON CONFLICT (name) DO UPDATE SET value = vars.value + 1 RETURNING value"
         ).fetchone()
         return int(row[0])
 
