@@ -9,7 +9,8 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+import re
+from urllib.parse import parse_qsl, urlsplit
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 # The schema the plugin's tables live in, in the database it shares with lightningd's wallet.
@@ -18,6 +19,7 @@ SCHEMA = "custommsg"
 # identifiers are at most 63 bytes, so the node id's first 40 hex digits (160 bits) stand for it.
 NODE_SCHEMA_PREFIX = "custommsg_"
 NODE_ID_DIGITS = 40
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def is_postgres(location: str) -> bool:
@@ -26,18 +28,17 @@ def is_postgres(location: str) -> bool:
 
 def redacted(location: str) -> str:
     """The location with any password replaced by ``***`` (in the user part and in a ``password``
-    query parameter); a SQLite path unchanged."""
+    query parameter), the rest as written; a SQLite path unchanged."""
     if not is_postgres(location):
         return location
-    parts = urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
+    scheme, rest = location.split("://", 1)
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        userinfo, _, hostport = authority.rpartition("@")
         user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{hostport}"
-    query = urlencode([(key, "***" if key.lower() == "password" else value)
-                       for key, value in parse_qsl(parts.query, keep_blank_values=True)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        authority = f"{user}{':***' if colon else ''}@{hostport}"
+    return f"{scheme}://{authority}" + _QUERY_PASSWORD.sub(r"\1***", tail)
 
 
 def password_of(location: str) -> str:

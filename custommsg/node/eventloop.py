@@ -65,7 +65,7 @@ from typing import Any
 
 from ..core import errors, strictjson
 from ..core.completion import WaiterRegistry, call_safely
-from ..core.errors import CustomMsgError
+from ..core.errors import CustomMsgError, StorageError
 from ..core.guard import loads_marking_escapes
 from .rpcclient import AsyncRpc, split_frames
 from .seam import Request, SeamPlugin, answer_error
@@ -225,6 +225,14 @@ class EventLoopPlugin(SeamPlugin):
         return True
 
 
+def what_failed(exc: Exception) -> str:
+    """A thread's failure, for the log: the database's (a server down, a full disk) in one line, since
+    it repeats until the database is back; anything else (a bug) with its traceback."""
+    if isinstance(exc, StorageError):
+        return exc.message
+    return traceback.format_exc()
+
+
 class SenderThread:
     """Jobs that may block on lightningd, run one at a time in the order given."""
 
@@ -256,7 +264,7 @@ class SenderThread:
             try:
                 job()
             except Exception as exc:
-                self._report(traceback.format_exc())
+                self._report(what_failed(exc))
                 if on_crash is not None:
                     call_safely(on_crash, exc, report=self._report)
             finally:
@@ -308,8 +316,8 @@ class TimerThread:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._interval
                     self._sweep()
-            except Exception:
-                self._log(f"custommsg timer: {traceback.format_exc()}", level="warn")
+            except Exception as exc:
+                self._log(f"custommsg timer: {what_failed(exc)}", level="warn")
 
 
 class ConnectedPeers:

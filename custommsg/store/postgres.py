@@ -12,10 +12,11 @@ never loads it.
 
 Faults: the connection is opened with a connect timeout, a statement timeout and a TCP
 user timeout, so no call waits on a server that is gone for longer than those. A
-connection that broke is opened again by the next statement that needs one, at most
-once per :data:`RECONNECT_EVERY` seconds: in between, a statement fails at once (the
-hook answers at once and counts the message as dropped, instead of waiting on a connect
-per message). Every failure is an ``ERRORS`` exception, which the Store turns into a
+connection that broke is opened again by the next statement that needs one; after a
+failed attempt the next waits :data:`RECONNECT_EVERY` seconds, doubled after each failure
+up to :data:`RECONNECT_AT_MOST`, and in between a statement fails at once (the hook
+answers at once and counts the message as dropped, instead of waiting on a connect per
+message). Every failure is an ``ERRORS`` exception, which the Store turns into a
 StorageError.
 """
 
@@ -32,7 +33,8 @@ from .migrations import MIGRATIONS
 CONNECT_TIMEOUT = 5  # seconds, libpq's connect_timeout
 STATEMENT_TIMEOUT_MS = 10_000  # a statement the server runs longer than this is cancelled
 TCP_USER_TIMEOUT_MS = 10_000  # unacknowledged data this long: the connection is dead (a server gone silent)
-RECONNECT_EVERY = 1.0  # seconds between two attempts to open a broken connection again
+RECONNECT_EVERY = 1.0  # seconds from a broken connection's failed attempt to open it again to the next
+RECONNECT_AT_MOST = 8.0  # ... doubled after each failure, up to this
 
 VERSION_TABLE = "custommsg_schema"
 # The tables whose key the database gives (SQLite's AUTOINCREMENT), and that key's column.
@@ -87,7 +89,8 @@ class PostgresEngine:
         self._psycopg = _psycopg()
         self.errors = errors()
         self._sql: dict[str, str] = {}
-        self._last_attempt = -RECONNECT_EVERY
+        self._next_attempt = 0.0
+        self._retry_after = RECONNECT_EVERY
         self._db: Any = None
         self._db = self._connect()
 
@@ -95,7 +98,6 @@ class PostgresEngine:
         return f"PostgreSQL {redacted(self.url)} schema {self.schema}"
 
     def _connect(self) -> Any:
-        self._last_attempt = self._clock()
         db = self._psycopg.connect(
             self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
             tcp_user_timeout=TCP_USER_TIMEOUT_MS, application_name="custommsg",
@@ -115,12 +117,20 @@ class PostgresEngine:
         db = self._db
         if db is not None and not db.closed and not db.broken:
             return db
-        if self._clock() - self._last_attempt < RECONNECT_EVERY:
-            raise Unreachable(f"{self.describe()} is unreachable; the next attempt to connect is within a second")
+        now = self._clock()
+        if now < self._next_attempt:
+            raise Unreachable(f"the connection to {self.describe()} is lost; the next attempt to open it is in "
+                              f"{self._next_attempt - now:.1f}s")
         if db is not None:
             db.close()
         self._db = None
-        self._db = self._connect()
+        try:
+            self._db = self._connect()
+        except BaseException:
+            self._next_attempt = self._clock() + self._retry_after
+            self._retry_after = min(self._retry_after * 2, RECONNECT_AT_MOST)
+            raise
+        self._retry_after = RECONNECT_EVERY
         return self._db
 
     def _translated(self, sql: str) -> str:
