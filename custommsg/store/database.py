@@ -5,9 +5,10 @@ to PostgreSQL; chosen by the location's form, ``core.dsn``) and the transaction;
 features' queries are parts it holds, each with a reference back to it:
 :attr:`Store.inbox`, :attr:`Store.outbox`, :attr:`Store.acked`, :attr:`Store.counters`.
 Opening a database brings it up to the newest schema, one migration at a time, each in
-its own transaction (on PostgreSQL, then imports the node's SQLite file once, ``importer``). Every failure of the engine becomes one :class:`StorageError`,
-here. Every query the RPCs make is served by an index, so their cost does not grow
-with the inbox.
+its own transaction (on PostgreSQL, then imports the node's SQLite file once,
+``importer``). Every failure of the engine becomes one :class:`StorageError`, here
+(its text never shows a password the location carries). Every query the RPCs make is
+served by an index, so their cost does not grow with the inbox.
 """
 
 from __future__ import annotations
