@@ -21,7 +21,7 @@ from custommsg.core.dsn import node_schema
 from tests import pg
 from tests.conftest import pg_url  # noqa: F401  (the session's server, a fixture)
 
-from .conftest import CLK_TCK, PLUGIN_UNDER_TEST, CpuMeter, bench_node, plugin_paths, rpc_of
+from .conftest import CLK_TCK, PLUGIN_UNDER_TEST, CpuMeter, bench_node, plugin_paths, report_rates, rpc_of
 
 ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "4"))
 PER_ROUND = int(os.environ.get("BENCH_PG_PER_ROUND", "500"))
@@ -78,10 +78,7 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url):  # noqa: F8
                 done[name] += PER_ROUND
                 if round_number:
                     rates[name].append(rate)
-        median = {name: statistics.median(values) for name, values in rates.items()}
-        print(f"\nreceive rate, {ROUNDS} alternating rounds of {PER_ROUND} messages (median msg/s):")
-        for name, value in median.items():
-            print(f"  custommsg on {name:12s} {value:8.0f} msg/s")
+        median = report_rates(rates, ROUNDS, PER_ROUND, "custommsg on {}")
         cpu.report("receiving node; plugin = custommsg")
         print(f"  PostgreSQL server (the plugin's backend): {server_seconds / (ROUNDS * PER_ROUND) * 1e6:8.1f} us/msg")
         print(f"RATIO receive PostgreSQL / SQLite = {median['PostgreSQL'] / median['SQLite']:.2f}")
