@@ -240,5 +240,7 @@ def test_two_nodes_share_one_server(node_factory, pg_url):
             schemas = {row[0] for row in db.execute(
                 "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'custommsg%'")}
         assert schemas == {"custommsg_" + l3.info["id"][:40], "custommsg_" + l4.info["id"][:40]}
+        # the URL may carry a password: listconfigs conceals it
+        assert l3.rpc.listconfigs("custommsg-db")["configs"]["custommsg-db"]["value_str"] == "..."
     finally:
         pg.drop_database(pg_url, shared)

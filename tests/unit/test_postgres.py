@@ -299,3 +299,18 @@ def test_a_failed_import_leaves_nothing_and_is_tried_again(pg_url: str, schema: 
     store = Store(pg_url, schema, import_from=path)
     assert store.imported and state_of(store) == before
     store.close()
+
+
+def test_a_sqlite_node_never_loads_the_driver(tmp_path: Path) -> None:
+    """psycopg is loaded only when a PostgreSQL URL is opened."""
+    script = (
+        "import sys\n"
+        "from custommsg.store.database import Store\n"
+        f"Store({str(tmp_path / 'x.sqlite3')!r}).close()\n"
+        "print('psycopg' in sys.modules)\n"
+    )
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    assert shown.strip() == "False"
