@@ -304,6 +304,7 @@ class TimerThread:
 
     def _run(self) -> None:
         next_sweep = 0.0
+        failing = ""  # the last failure logged, until a sweep succeeds
         waiters = self._waiters
         while not self._stopping.is_set():
             with waiters.changed:  # notified when a wait with an earlier deadline is parked
@@ -316,8 +317,12 @@ class TimerThread:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._interval
                     self._sweep()
+                failing = ""
             except Exception as exc:
-                self._log(f"custommsg timer: {what_failed(exc)}", level="warn")
+                text = what_failed(exc)
+                if text != failing:  # a database outage fails every sweep the same way: said once
+                    self._log(f"custommsg timer: {text}", level="warn")
+                failing = text
 
 
 class ConnectedPeers:

@@ -91,6 +91,7 @@ class PostgresEngine:
         self._sql: dict[str, str] = {}
         self._next_attempt = 0.0
         self._retry_after = RECONNECT_EVERY
+        self._in_transaction = False  # a connection lost inside one is not replaced until it ends
         self._db: Any = None
         self._db = self._connect()
 
@@ -117,10 +118,11 @@ class PostgresEngine:
         db = self._db
         if db is not None and not db.closed and not db.broken:
             return db
-        now = self._clock()
-        if now < self._next_attempt:
-            raise Unreachable(f"the connection to {self.describe()} is lost; the next attempt to open it is in "
-                              f"{self._next_attempt - now:.1f}s")
+        if self._in_transaction:
+            # A new connection would run the rest of the transaction's statements outside it.
+            raise Unreachable(f"the connection to {self.describe()} was lost inside a transaction")
+        if self._clock() < self._next_attempt:
+            raise Unreachable(f"the connection to {self.describe()} is lost; trying again shortly")
         if db is not None:
             db.close()
         self._db = None
@@ -155,11 +157,16 @@ class PostgresEngine:
 
     def begin(self) -> None:
         self._connection().execute("BEGIN")
+        self._in_transaction = True
 
     def commit(self) -> None:
-        self._connection().execute("COMMIT")
+        try:
+            self._connection().execute("COMMIT")
+        finally:
+            self._in_transaction = False
 
     def rollback(self) -> None:
+        self._in_transaction = False
         # A broken connection has no transaction left to roll back: the server ended it.
         db = self._db
         if db is not None and not db.closed and not db.broken:

@@ -182,6 +182,21 @@ def test_a_lost_connection_is_opened_again_by_itself(pg_url: str, schema: str) -
     store.close()
 
 
+def test_a_connection_lost_inside_a_transaction_is_not_replaced_inside_it(pg_url: str, schema: str) -> None:
+    store = Store(pg_url, schema)
+    with pytest.raises(StorageError), store.transaction() as db:
+        db.execute("INSERT INTO vars (name, value) VALUES ('first', 1)")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'custommsg'")
+        with pytest.raises(psycopg.OperationalError):
+            db.execute("INSERT INTO vars (name, value) VALUES ('second', 1)")
+        # a caller that went on would otherwise write on a new connection, outside the transaction
+        db.execute("INSERT INTO vars (name, value) VALUES ('third', 1)")
+    assert store.read("SELECT name FROM vars") == []  # a new connection, after the transaction
+    store.close()
+
+
 # -- counters move with what they count (both engines) -------------------------------------------------
 
 
