@@ -73,7 +73,8 @@ def errors() -> tuple[type[Exception], ...]:
 
 
 class Unreachable(Exception):
-    """The connection is broken and the last attempt to open it again was too recent."""
+    """The connection is broken, and may not be opened again yet: the last attempt was too recent,
+    or a transaction that began on it has not ended."""
 
 
 class PostgresEngine:
@@ -87,7 +88,6 @@ class PostgresEngine:
         self.schema = schema
         self._clock = clock
         self._psycopg = _psycopg()
-        self.errors = errors()
         self._sql: dict[str, str] = {}
         self._next_attempt = 0.0
         self._retry_after = RECONNECT_EVERY
