@@ -101,6 +101,13 @@ def send(node: Any, peer: str, msg: str, **params: Any) -> dict[str, Any]:
     return node.rpc.call("custommsg-send", {"node_id": peer, "msg": msg, **params})
 
 
+def connect(l1: Any, l2: Any) -> None:
+    """Connect, and wait until both sides have the peer connected (l2's side may lag l1's answer)."""
+    l1.connect(l2)
+    for node, peer in ((l1, l2), (l2, l1)):
+        wait_for(lambda node=node, peer=peer: any(p["connected"] for p in node.rpc.listpeers(peer.info["id"])["peers"]))
+
+
 def disconnect(l1: Any, l2: Any) -> None:
     l1.rpc.disconnect(l2.info["id"], force=True)
     wait_for(lambda: not any(p["connected"] for p in l1.rpc.listpeers(l2.info["id"])["peers"]))
@@ -110,7 +117,7 @@ def test_the_plugin_stores_in_the_wallets_database(node_factory):
     """No option set: the plugin's tables are in schema custommsg of the node's own wallet database."""
     l1 = node_factory.get_node(options={"plugin": str(PLUGIN)})
     l2 = node_factory.get_node(options={"plugin": str(PLUGIN)})
-    l1.connect(l2)
+    connect(l1, l2)
     send(l2, l1.info["id"], "8001" + "aa")
     wait_for(lambda: len(inbox(l1)) == 1)
     assert l1.daemon.is_in_log(r"custommsg .*inbox PostgreSQL postgres.* schema custommsg")
@@ -126,7 +133,7 @@ def test_failover_to_a_fresh_lightning_dir_with_the_same_wallet(node_factory):
                               allow_warning=True)  # lightningd warns when its peer's plugin drops
     b = node_factory.get_node(options={"plugin": str(PLUGIN), "custommsg-peer-rate": "0.001",
                                        "custommsg-peer-burst": 1})
-    a.connect(b)
+    connect(a, b)
     b_id = b.info["id"]
     for i in range(3):  # B -> A: stored in A's inbox
         send(b, a.info["id"], f"8001{i:02x}")
@@ -162,7 +169,7 @@ def test_failover_to_a_fresh_lightning_dir_with_the_same_wallet(node_factory):
     assert inbox(standby) == before_inbox
     assert [e["id"] for e in outbox(standby)] == [e["id"] for e in before_outbox]
 
-    standby.connect(b)
+    connect(standby, b)
     wait_for(lambda: [e["status"] for e in outbox(standby)] == ["delivered", "delivered", "delivered", "sent",
                                                                "delivered"], timeout=60)
     # B stored each acknowledged message exactly once, in the order A sent them, and the plain queued one
@@ -196,9 +203,9 @@ def test_plugin_server_stopped_mid_flood(node_factory):
         b = node_factory.get_node(options={"plugin": str(PLUGIN)}, start=False)
         b.daemon.env["CUSTOMMSG_DEV_RETRANSMIT_AFTER"] = "1"  # what A could not store comes again soon
         b.start()
-        a.connect(b)
+        connect(a, b)
         a_id = a.info["id"]
-        acked = []
+        plain = 0
         for i in range(60):
             if i == 20:
                 server._run("stop")
@@ -206,15 +213,20 @@ def test_plugin_server_stopped_mid_flood(node_factory):
             if i == 40:
                 while time.monotonic() - stopped_at < 3:  # the outage lasts a few seconds of the flood
                     send(b, a_id, f"{PLAIN:04x}{i:04x}ff")
+                    plain += 1
                 server._run("start")
             send(b, a_id, f"{PLAIN:04x}{i:04x}")
-            acked.append(send(b, a_id, f"{ACKED:04x}{i:04x}", ack=True)["id"])
+            send(b, a_id, f"{ACKED:04x}{i:04x}", ack=True)
+            plain += 1
         wait_for(lambda: all(e["status"] == "delivered" for e in outbox(b)), timeout=120)
         stored = [m["payload"] for m in inbox(a, type=ACKED)]
         assert stored == [f"{ACKED:04x}{i:04x}" for i in range(60)]
         stats = a.rpc.call("custommsg-stats", {"type": PLAIN})["total"]
-        assert stats["dropped"]["storage"] > 0
-        assert stats["stored"] + stats["dropped"]["storage"] == stats["received"]
+        assert stats["received"] == plain and stats["dropped"]["storage"] > 0
+        # stored moves with the rows it counts; a commit whose answer the stopping server never sent
+        # counts as dropped though it was stored, so the sum may exceed what was received
+        assert stats["stored"] == len(inbox(a, type=PLAIN))
+        assert stats["stored"] + stats["dropped"]["storage"] >= plain
         assert a.daemon.is_in_log("storing messages again")
         assert any(p["name"] == str(PLUGIN) and p["active"] for p in a.rpc.plugin("list")["plugins"])
     finally:
@@ -231,7 +243,7 @@ def test_two_nodes_share_one_server(node_factory, pg_url):
         l3 = node_factory.get_node(options={"plugin": str(PLUGIN), "custommsg-db": shared})
         l4 = node_factory.get_node(options={"plugin": str(PLUGIN), "custommsg-db": shared})
         for sender, receiver in ((l1, l2), (l2, l1), (l3, l4), (l4, l3), (l1, l3)):
-            sender.connect(receiver)
+            connect(sender, receiver)
             send(sender, receiver.info["id"], "8001" + sender.info["id"][:8])
         wait_for(lambda: [len(inbox(n)) for n in (l1, l2, l3, l4)] == [1, 1, 2, 1])
         for node, senders in ((l1, [l2]), (l2, [l1]), (l3, [l4, l1]), (l4, [l3])):
