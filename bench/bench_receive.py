@@ -16,7 +16,16 @@ import sqlite3
 import statistics
 import time
 
-from .conftest import BENCH_PLUGINS, PLUGIN_UNDER_TEST, CpuMeter, bench_node, plugin_paths, rpc_of, wait_until
+from .conftest import (
+    BENCH_PLUGINS,
+    PLUGIN_UNDER_TEST,
+    CpuMeter,
+    bench_node,
+    plugin_paths,
+    report_rates,
+    rpc_of,
+    wait_until,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
@@ -93,10 +102,7 @@ def test_receive_rate(node_factory):
             done[name] += PER_ROUND
             if round_number:
                 rates[name].append(value)
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"\nreceive rate, {ROUNDS} alternating rounds of {PER_ROUND} messages (median msg/s):")
-    for name, value in median.items():
-        print(f"  {name:32s} {value:8.0f} msg/s")
+    median = report_rates(rates, ROUNDS, PER_ROUND)
     cpu.report("receiving node; plugin(s) = custommsg, or the do-nothing hook")
     floor = median["do-nothing hook"]
     print(f"RATIO custommsg receive / do-nothing hook = {median['custommsg (stores)'] / floor:.2f}")

@@ -15,6 +15,7 @@ descendants whose command is lightning_*); the built-in plugins are counted apar
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -185,3 +186,12 @@ def interleaved(
                     windows.enter_context(meter.window(name, node, plugins, per_round))
                 samples[name].append(run(per_round))
     return samples
+
+
+def report_rates(rates: dict[str, list[float]], rounds: int, per_round: int, label: str = "{}") -> dict[str, float]:
+    """Print each case's median rate over its rounds (``label`` formats the case's name); return them."""
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    print(f"\nreceive rate, {rounds} alternating rounds of {per_round} messages (median msg/s):")
+    for name, value in median.items():
+        print(f"  {label.format(name):32s} {value:8.0f} msg/s")
+    return median

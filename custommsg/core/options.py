@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .dsn import SCHEMA, is_postgres, node_schema
 from .errors import INVALID_PARAMETER, ValidationError
 from .policy import OFF, Budget, TypeSelection
 from .wire import INTERNAL_TYPES, MAX_MESSAGE_LEN, MAX_TYPE
@@ -30,7 +31,7 @@ ACK_DELAY_ENV = "CUSTOMMSG_DEV_ACK_DELAY"
 class Config:
     guard: bool
     types: TypeSelection
-    db_path: str
+    db_path: str  # a SQLite file, or a PostgreSQL URL (core.dsn)
     inbox_max: int
     peer_rate: float
     peer_burst: int
@@ -44,23 +45,49 @@ class Config:
     retransmit_after: float | None = None
     ack_delay: float | None = None
     protocol_paths: tuple[str, ...] = ()  # custommsg-protocol: CSV specs, relative to the network directory
+    db_schema: str = SCHEMA  # on PostgreSQL: the schema the tables live in
+    import_from: str | None = None  # on PostgreSQL: the SQLite file an earlier run kept, imported once
 
 
-def parse_options(options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None) -> Config:
+def parse_options(
+    options: dict[str, Any], lightning_dir: str, environ: Mapping[str, str] | None = None,
+    wallet: str | None = None, node_id: str = "",
+) -> Config:
     """lightningd's ``init`` options (and the tests' overrides in ``environ``) -> :class:`Config`,
-    or the error that disables the plugin."""
+    or the error that disables the plugin.
+
+    Where the store lives: ``custommsg-db`` if set (a file, relative to the network
+    directory, or a PostgreSQL URL: then in a schema of this node's own, ``node_schema``,
+    since several nodes may share that database); else lightningd's own ``wallet`` when it
+    is a PostgreSQL URL (schema ``custommsg``: the wallet's database is this node's alone);
+    else the SQLite file ``custommsg/custommsg.sqlite3``. On PostgreSQL, that file (from a
+    run before the node moved) is imported once.
+    """
     try:
         rate = float(options["custommsg-peer-rate"])
     except (KeyError, TypeError, ValueError):
         rate = -1
     if not 0 < rate < math.inf:  # nan and inf too: a bucket refilled at inf * 0 seconds holds nan
         raise ValidationError(INVALID_PARAMETER, "custommsg-peer-rate must be a number of messages per second above 0")
-    path = options.get("custommsg-db") or os.path.join("custommsg", "custommsg.sqlite3")
+    # Relative to the network directory, lightningd's working directory, as CLN's own paths.
+    default_file = os.path.join(lightning_dir, "custommsg", "custommsg.sqlite3")
+    given = str(options.get("custommsg-db") or "")
+    schema = SCHEMA
+    if is_postgres(given):
+        location, schema = given, node_schema(node_id)
+    elif given:
+        location = os.path.join(lightning_dir, given)
+    elif wallet and is_postgres(wallet):
+        location = wallet
+    else:
+        location = default_file
+    on_postgres = is_postgres(location)
     return Config(
         guard=bool(options.get("custommsg-guard", True)),
         types=parse_types(options.get("custommsg-type") or []),
-        # Relative to the network directory, lightningd's working directory, as CLN's own paths.
-        db_path=os.path.join(lightning_dir, path),
+        db_path=location,
+        db_schema=schema,
+        import_from=default_file if on_postgres else None,
         inbox_max=_positive_option(options, "custommsg-inbox-max"),
         peer_rate=rate,
         peer_burst=_positive_option(options, "custommsg-peer-burst"),

@@ -96,8 +96,9 @@ class Receiver:
         # Decoded before the transaction: decoding never raises, and its work is bounded by len(raw).
         decoded = self.protocols.decode(raw) if msg_type in self.protocols.by_type else None
         try:
+            counted = ("received", "stored") if count_received else ("stored",)
             stored = self.store.inbox.add_message(
-                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate, decoded
+                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate, decoded, counted
             )
         except StorageError as exc:
             self.counters.count(peer_id, msg_type, "dropped_storage", len(raw))
@@ -111,10 +112,9 @@ class Receiver:
         if self._storage_failing:
             self._storage_failing = False
             self.log("storing messages again", level="info")
-        if count_received:
-            self.counters.count(peer_id, msg_type, "received", len(raw))
-        self.counters.count(peer_id, msg_type, "stored", len(raw))
-        # The store counted these in its totals already.
+        # The store counted these in its totals already, in the transaction that stored the message.
+        for counter in counted:
+            self.counters.count_session(counter, [(peer_id, msg_type, len(raw))])
         self.counters.count_session("dropped_retention", dropped)
         if len(self.limiter) > LIMITER_GC_AT:
             self.limiter.forget_idle()

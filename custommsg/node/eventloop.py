@@ -72,7 +72,7 @@ from typing import Any
 
 from ..core import errors, strictjson
 from ..core.completion import WaiterRegistry, call_safely
-from ..core.errors import CustomMsgError
+from ..core.errors import CustomMsgError, StorageError
 from ..core.guard import loads_marking_escapes
 from .rpcclient import AsyncRpc, split_frames
 from .seam import Request, SeamPlugin, answer_error
@@ -278,6 +278,14 @@ class EventLoopPlugin(SeamPlugin):
         return True
 
 
+def what_failed(exc: Exception) -> str:
+    """A thread's failure, for the log: the database's (a server down, a full disk) in one line, since
+    it repeats until the database is back; anything else (a bug) with its traceback."""
+    if isinstance(exc, StorageError):
+        return exc.message
+    return traceback.format_exc()
+
+
 class SenderThread:
     """Jobs that may block on lightningd, run one at a time in the order given."""
 
@@ -309,7 +317,7 @@ class SenderThread:
             try:
                 job()
             except Exception as exc:
-                self._report(traceback.format_exc())
+                self._report(what_failed(exc))
                 if on_crash is not None:
                     call_safely(on_crash, exc, report=self._report)
             finally:
@@ -349,6 +357,7 @@ class TimerThread:
 
     def _run(self) -> None:
         next_sweep = 0.0
+        failing = ""  # the last failure logged, until a sweep succeeds
         waiters = self._waiters
         while not self._stopping.is_set():
             with waiters.changed:  # notified when a wait with an earlier deadline is parked
@@ -361,8 +370,12 @@ class TimerThread:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._interval
                     self._sweep()
-            except Exception:
-                self._log(f"custommsg timer: {traceback.format_exc()}", level="warn")
+                failing = ""
+            except Exception as exc:
+                text = what_failed(exc)
+                if text != failing:  # a database outage fails every sweep the same way: said once
+                    self._log(f"custommsg timer: {text}", level="warn")
+                failing = text
 
 
 class ConnectedPeers:

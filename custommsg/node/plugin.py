@@ -63,7 +63,9 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
     (
         "custommsg-db",
         "",
-        "Inbox database file. Default: custommsg/custommsg.sqlite3 in the node's network directory",
+        "Where the inbox, outbox and delivery state live: a SQLite file, or a PostgreSQL URL "
+        "(postgres://user@host:port/db). Default: lightningd's wallet database when it is PostgreSQL "
+        "(schema custommsg), else custommsg/custommsg.sqlite3 in the node's network directory",
         "string",
         False,
     ),
@@ -140,6 +142,9 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
 )
 
 
+CONCEALED_OPTION = "custommsg-db"
+
+
 class Node:
     """The plugin and, once init has built it, its runtime."""
 
@@ -177,6 +182,10 @@ def build_plugin(**plugin_args: Any) -> EventLoopPlugin:
 
     for name, default, description, opt_type, multi in OPTIONS:
         plugin.add_option(name, default, description, opt_type=opt_type, multi=multi)
+    # A PostgreSQL URL may carry a password: lightningd shows "..." for it in listconfigs
+    # (lightningd/plugin.c: "string-conceal", lightningd/configs.c: OPT_CONCEAL); pyln's
+    # add_option knows only four types, so the field it declares is set here.
+    plugin.options[CONCEALED_OPTION].opt_type = "string-conceal"
     plugin.add_notification_topic(STORED_TOPIC)
     plugin.add_notification_topic(DELIVERED_TOPIC)
     plugin.init()(node.on_init)

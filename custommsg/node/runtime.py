@@ -122,6 +122,15 @@ def register_protocols(folder: Folder, paths: tuple[str, ...]) -> tuple[Protocol
     return protocols, warnings
 
 
+def wallet_of(plugin: EventLoopPlugin) -> str | None:
+    """lightningd's ``wallet`` option, when it is set (listconfigs has no entry for the default, a
+    SQLite file). Asked only to follow it: the plugin never shows it (it may hold a password)."""
+    configs = plugin.rpc.listconfigs().get("configs", {})
+    wallet = configs.get("wallet")
+    value = wallet.get("value_str") if isinstance(wallet, dict) else None
+    return value if isinstance(value, str) else None
+
+
 class Runtime:
     def __init__(self, plugin: EventLoopPlugin, config: Config, store: Store, own_id: str, rpc_path: str,
                  connected: list[str], protocols: Protocols | None = None, network_dir: str = ""):
@@ -184,13 +193,16 @@ class Runtime:
         if folder.error is not None:
             raise Disabled(f"{PROTOCOLS_FOLDER}: {folder.error}")
         try:
-            config = parse_options(options, lightning_dir, os.environ)
+            config = parse_options(options, lightning_dir, os.environ, wallet_of(plugin), info["id"])
             protocols, warnings = register_protocols(folder, config.protocol_paths)
-            store = Store(config.db_path)
+            store = Store(config.db_path, config.db_schema, config.import_from)
         except CustomMsgError as exc:
             raise Disabled(exc.message) from None
         for warning in warnings:
             plugin.log(warning, level="warn")
+        if store.imported:
+            plugin.log(f"imported {store.imported} from {config.import_from} into {store.describe()} "
+                       "(once: the file is left as it was)")
         connected = [peer["id"] for peer in plugin.rpc.listpeers()["peers"] if peer.get("connected")]
         rpc_path = os.path.join(lightning_dir, configuration["rpc-file"])
         return cls(plugin, config, store, info["id"], rpc_path, connected, protocols, lightning_dir)

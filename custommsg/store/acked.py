@@ -76,8 +76,9 @@ class EnvelopeGate:
         peer = self.key[0]
         if row is None:
             self.forgotten = db.execute(
-                "DELETE FROM ack_in WHERE peer_id = ? AND stream IN (SELECT stream FROM ack_in WHERE peer_id = ? "
-                "ORDER BY touched DESC LIMIT -1 OFFSET ?)",
+                # touched grows per peer: keep its max_streams - 1 most recent streams, room for this one
+                "DELETE FROM ack_in WHERE peer_id = ? AND touched <= (SELECT touched FROM ack_in WHERE peer_id = ? "
+                "ORDER BY touched DESC LIMIT 1 OFFSET ?)",
                 (peer, peer, self.max_streams - 1),
             ).rowcount
         db.execute(

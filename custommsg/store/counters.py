@@ -2,7 +2,10 @@
 
 Counting costs no commit of its own: an increment waits in memory until the next
 transaction (whatever it writes) takes it along, so a write that fails (disk full)
-loses no count.
+loses no count. What a transaction itself does (a message stored, the oldest dropped to
+make room) is counted with :meth:`CounterQueries.count_here`, inside it: the count commits
+with the rows it counts, or not at all, so ``total.stored`` never lags the inbox (a
+SIGKILL between the commit and the next transaction lost it before).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class CounterQueries:
     def __init__(self, store: Store):
         self.store = store
         self._pending: Counter[CounterKey] = Counter()  # behind the store's lock
+        self._here: Counter[CounterKey] = Counter()  # what the transaction under way counts
 
     def count(self, peer_id: str, msg_type: int, name: str, size: int, n: int = 1) -> None:
         """Add ``n`` messages of ``size`` bytes in all to a persistent counter; written with the next transaction."""
@@ -28,20 +32,32 @@ class CounterQueries:
             self._pending[(peer_id, msg_type, name)] += n
             self._pending[(peer_id, msg_type, name + BYTES_SUFFIX)] += size
 
+    def count_here(self, peer_id: str, msg_type: int, name: str, size: int, n: int = 1) -> None:
+        """Inside a transaction: count what it does (``n`` messages of ``size`` bytes in all), written by it
+        (and forgotten if it rolls back)."""
+        self._here[(peer_id, msg_type, name)] += n
+        self._here[(peer_id, msg_type, name + BYTES_SUFFIX)] += size
+
     def flush_into(self, db: Db) -> Counter[CounterKey]:
-        """Inside a transaction: write the pending counts; :meth:`written` forgets them once it commits."""
+        """Inside a transaction: write the pending counts and the transaction's own; :meth:`written`
+        forgets the pending ones once it commits."""
         flushed = Counter(self._pending)
-        if flushed:
+        writing = flushed + self._here
+        if writing:
             db.executemany(
                 "INSERT INTO counters (peer_id, type, name, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count",
-                [(bytes.fromhex(p), t, n, c) for (p, t, n), c in flushed.items()],
+                [(bytes.fromhex(p), t, n, c) for (p, t, n), c in writing.items()],
             )
         return flushed
 
     def written(self, flushed: Counter[CounterKey]) -> None:
         self._pending.subtract(flushed)
         self._pending = +self._pending  # drop the zeros
+
+    def transaction_ended(self) -> None:
+        """Committed (and written) or rolled back: the transaction's own counts are done with either way."""
+        self._here.clear()
 
     def totals(self, peer_id: str | None = None, msg_type: int | None = None) -> CountsByPeerType:
         """Totals per (peer, type), counts not yet written included.

@@ -1,12 +1,14 @@
 """The database: one connection, one lock, one transaction helper, and a query part per feature.
 
-:class:`Store` owns the engine (``sqlite``: everything specific to SQLite) and the
-transaction; the features' queries are parts it holds, each with a reference back to
-it: :attr:`Store.inbox`, :attr:`Store.outbox`, :attr:`Store.acked`, :attr:`Store.counters`.
+:class:`Store` owns the engine (``sqlite``: everything specific to SQLite; ``postgres``:
+to PostgreSQL; chosen by the location's form, ``core.dsn``) and the transaction; the
+features' queries are parts it holds, each with a reference back to it:
+:attr:`Store.inbox`, :attr:`Store.outbox`, :attr:`Store.acked`, :attr:`Store.counters`.
 Opening a database brings it up to the newest schema, one migration at a time, each in
-its own transaction. Every failure of the engine becomes one :class:`StorageError`,
-here. Every query the RPCs make is served by an index, so their cost does not grow
-with the inbox.
+its own transaction (on PostgreSQL, then imports the node's SQLite file once,
+``importer``). Every failure of the engine becomes one :class:`StorageError`, here
+(its text never shows a password the location carries). Every query the RPCs make is
+served by an index, so their cost does not grow with the inbox.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ..core.dsn import SCHEMA, is_postgres, password_of, redacted
 from ..core.errors import StorageError
 from ..core.records import Page
-from . import sqlite
+from . import importer, postgres, sqlite
 from .acked import AckQueries
 from .counters import CounterQueries
 from .inbox import InboxQueries
@@ -26,15 +29,40 @@ from .outbox import OutboxQueries
 from .query import Db
 
 
+def _engine_errors(location: str) -> tuple[type[Exception], ...]:
+    if not is_postgres(location):
+        return sqlite.ERRORS
+    try:
+        return postgres.errors()
+    except ImportError as exc:
+        raise StorageError(
+            f"custommsg database {redacted(location)}: PostgreSQL needs the psycopg driver "
+            f"(pip install 'psycopg[binary]'): {exc}", {"path": redacted(location)},
+        ) from None
+
+
 class Store:
-    def __init__(self, path: str):
-        self.path = path
+    """``location``: a SQLite file, or a PostgreSQL URL and the ``schema`` the tables live in there.
+    ``import_from``: on PostgreSQL, a SQLite file to copy in once (``importer``); ``imported`` then
+    says what was copied ("" when nothing was)."""
+
+    def __init__(self, location: str, schema: str = SCHEMA, import_from: str | None = None):
+        self.path = redacted(location)  # the one form a log line, an error or an answer shows
+        self._password = password_of(location)
         self.lock = threading.RLock()  # the query parts hold it too
         self.counters = CounterQueries(self)  # before the engine: the first transaction flushes it
-        with self._wrapped(f"cannot open the custommsg database {path}"):
-            self._engine = sqlite.SqliteEngine(path)
+        self._errors = _engine_errors(location)
+        self._engine: sqlite.SqliteEngine | postgres.PostgresEngine
+        with self._wrapped(f"cannot open the custommsg database {self.path}"):
+            if is_postgres(location):
+                self._engine = postgres.PostgresEngine(location, schema)
+            else:
+                self._engine = sqlite.SqliteEngine(location)
+        self.imported = ""
         try:
             self._migrate()
+            if import_from is not None and is_postgres(location) and importer.wanted(self, import_from):
+                self.imported = importer.import_sqlite(self, import_from)
             self.inbox = InboxQueries(self)
             self.outbox = OutboxQueries(self)
             self.acked = AckQueries(self)
@@ -49,13 +77,16 @@ class Store:
     def _storage_error(self, exc: BaseException, what: str | None) -> StorageError:
         """The one place an engine's error becomes a StorageError."""
         prefix = what or f"custommsg database {self.path}"
-        return StorageError(f"{prefix}: {exc}", {"path": self.path})
+        cause = str(exc).strip()
+        if self._password:
+            cause = cause.replace(self._password, "***")  # were a driver ever to quote it back
+        return StorageError(f"{prefix}: {cause}", {"path": self.path})
 
     @contextmanager
     def _wrapped(self, what: str | None = None) -> Iterator[None]:
         try:
             yield
-        except sqlite.ERRORS as exc:
+        except self._errors as exc:
             raise self._storage_error(exc, what) from exc
 
     def _migrate(self) -> None:
@@ -91,8 +122,10 @@ class Store:
                 except BaseException:
                     engine.rollback()
                     raise
-            except sqlite.ERRORS as exc:
+            except self._errors as exc:
                 raise self._storage_error(exc, what) from exc
+            finally:
+                self.counters.transaction_ended()
             self.counters.written(flushed)
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

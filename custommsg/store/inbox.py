@@ -36,12 +36,15 @@ class RequestRoom:
     def __call__(self, db: Db) -> bool:
         unanswered = "FROM inbox WHERE rpc_kind = 'request' AND answered_at IS NULL"
         peer_count = db.execute(
-            f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} AND peer_id = ? LIMIT ?)", (self.peer, self.per_peer_max)
+            f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} AND peer_id = ? LIMIT ?) AS waiting",
+            (self.peer, self.per_peer_max)
         ).fetchone()[0]
         if peer_count >= self.per_peer_max:
             self.full = PER_PEER
             return False
-        total = db.execute(f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} LIMIT ?)", (self.total_max,)).fetchone()[0]
+        total = db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 {unanswered} LIMIT ?) AS waiting", (self.total_max,)
+        ).fetchone()[0]
         if total >= self.total_max:
             self.full = IN_ALL
             return False
@@ -57,14 +60,17 @@ class InboxQueries:
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
         rpc: JsonRpcTag | None = None, gate: Callable[[Db], bool] | None = None, decoded: Decoded | None = None,
+        counted: tuple[str, ...] = (),
     ) -> tuple[StoredMessage, list[tuple[str, int, int]]] | None:
         """Store one message, then drop the oldest beyond ``inbox_max``.
 
         Returns the stored message and the (peer, type, size) of each message dropped to
-        make room, for the counters. ``gate`` runs first, in the same transaction: when it
+        make room. ``gate`` runs first, in the same transaction: when it
         returns False nothing is stored (and None is returned); whatever it wrote commits or
-        rolls back with the message (``acked``: the receiver's last seq per stream). ``decoded``: a
-        registered protocol's name and fields (or decode error), stored beside the payload.
+        rolls back with the message (``acked``: the receiver's last seq per stream). The
+        message's ``counted`` counters and the drops' ``dropped_retention`` move in that
+        transaction too: the totals never lag the rows. ``decoded``: a registered protocol's
+        name and fields (or decode error), stored beside the payload.
         """
         name = fields = error = None
         if decoded is not None:
@@ -90,9 +96,11 @@ class InboxQueries:
                 ).fetchall()
                 dropped = [(bytes(p).hex(), t, size) for p, t, size in rows]
                 count -= len(dropped)
+            for counter in counted:
+                self.store.counters.count_here(peer_id, msg_type, counter, len(payload))
+            for p, t, size in dropped:
+                self.store.counters.count_here(p, t, "dropped_retention", size)
         self.count = count
-        for p, t, size in dropped:
-            self.store.counters.count(p, t, "dropped_retention", size)
         message = StoredMessage(
             created_index, peer_id, msg_type, payload, received_at, rpc, None, name,
             None if decoded is None else decoded.fields, error,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from .. import pg
 from .harness import FakeLightningd
 
 # Valid secp256k1 node ids (private keys 0x02.., 0x03.., ...), none of them OWN_ID.
@@ -29,11 +30,49 @@ def default_peers() -> dict[str, dict[str, Any]]:
 MakeLd = Callable[..., FakeLightningd]
 
 
+# The modules whose tests run on both engines: each node's store on SQLite (its file), and on
+# PostgreSQL, where the fake lightningd's wallet is a fresh database the plugin follows (schema custommsg).
+BOTH_ENGINES = {"test_receive", "test_outbox", "test_ack"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames:
+        both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_ENGINES
+        if both and metafunc.definition.get_closest_marker("sqlite_only") is None:
+            metafunc.parametrize("engine", ("sqlite", "postgres"))
+
+
 @pytest.fixture
-def make_ld(request: pytest.FixtureRequest) -> Iterator[MakeLd]:
+def engine() -> str:
+    """Where a node's store is when the test is not run on both: SQLite, the default."""
+    return "sqlite"
+
+
+@pytest.fixture
+def wallets(engine: str, request: pytest.FixtureRequest) -> Iterator[Callable[[], str | None]]:
+    """A fresh wallet database per node on PostgreSQL (dropped at the end); None (SQLite) otherwise."""
+    if engine == "sqlite":
+        yield lambda: None
+        return
+    url = request.getfixturevalue("pg_url")
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(pg.create_database(url))
+        return made[-1]
+
+    yield make
+    for database in made:
+        pg.drop_database(url, database)
+
+
+@pytest.fixture
+def make_ld(request: pytest.FixtureRequest, wallets: Callable[[], str | None]) -> Iterator[MakeLd]:
     """``make_ld(options=None, peers=None, start=True, **kwargs)`` -> a started FakeLightningd.
 
-    At teardown every node is shut down and checked: the plugin exited cleanly, every
+    On the PostgreSQL run of a test, each node's lightningd has its wallet on PostgreSQL
+    (``wallet``), which the plugin follows. At teardown every node is shut down and
+    checked: the plugin exited cleanly, every
     custommsg hook answer was {"result": "continue"}, nothing reached lightningd that
     would have crashed it, and the plugin logged no traceback (unless the test set
     ``allow_log_errors``).
@@ -46,6 +85,7 @@ def make_ld(request: pytest.FixtureRequest) -> Iterator[MakeLd]:
         start: bool = True,
         **kwargs: Any,
     ) -> FakeLightningd:
+        kwargs.setdefault("wallet", wallets())
         ld = FakeLightningd(peers=default_peers() if peers is None else peers, **kwargs)
         nodes.append(ld)
         if start:

@@ -365,8 +365,10 @@ class FakeLightningd:
         version: str = CLN_VERSION,
         peers: dict[str, dict[str, Any]] | None = None,
         plugin_path: Path | str = PLUGIN_PATH,
+        wallet: str | None = None,
     ):
         self.plugin_path = str(plugin_path)
+        self.wallet = wallet  # lightningd's --wallet, as listconfigs shows it (None: the default, not listed)
         self.own_dir = lightning_dir is None
         self.lightning_dir = lightning_dir or tempfile.mkdtemp(prefix="cmproto-")
         self.own_id = own_id
@@ -845,6 +847,10 @@ class FakeLightningd:
                     if wanted is None or pid == wanted
                 ]
             }
+        if method == "listconfigs":
+            # lightningd lists an option it has a value for; the default wallet (a SQLite file) it does not.
+            configs = {} if self.wallet is None else {"wallet": {"value_str": self.wallet, "source": "cmdline"}}
+            return "result", {"configs": configs}
         if method == "sendcustommsg":
             return self._sendcustommsg(params, request)
         return "error", node_error(JSONRPC2_METHOD_NOT_FOUND, f"Unknown command '{method}'")

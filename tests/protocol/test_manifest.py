@@ -110,7 +110,9 @@ def test_manifest_options(ld: FakeLightningd) -> None:
         assert options[name]["type"] == "int" and isinstance(options[name]["default"], int), name
     # lightningd refuses a plugin whose "int" or "bool" default does not parse as one.
     for option in options.values():
-        assert option["type"] in ("string", "int", "bool", "flag")
+        assert option["type"] in ("string", "int", "bool", "flag", "string-conceal")
+    # custommsg-db may be a PostgreSQL URL with a password: listconfigs shows "..." for it
+    assert options["custommsg-db"]["type"] == "string-conceal"
 
 
 def test_manifest_subscriptions_notifications(ld: FakeLightningd) -> None:

@@ -373,9 +373,13 @@ def storage_outage(ld: FakeLightningd) -> Iterator[None]:
 
 
 needs_prlimit = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
+# The outage is the plugin's own writes to a file failing: SQLite's. PostgreSQL's outages (the server
+# stopped, the connection lost) are in test_postgres.py.
+file_outage = pytest.mark.sqlite_only
 
 
 @needs_prlimit
+@file_outage
 def test_database_unusable_at_runtime(ld: FakeLightningd) -> None:
     """When the database cannot be written, the hook still continues, the loss is counted, and storing resumes."""
     ld.allowed_logs.append("cannot store messages")
@@ -393,6 +397,7 @@ def test_database_unusable_at_runtime(ld: FakeLightningd) -> None:
 
 
 @needs_prlimit
+@file_outage
 def test_database_error_names_its_cause(ld: FakeLightningd) -> None:
     """The "cannot store messages" log names SQLite's own error, not a secondary rollback failure."""
     ld.allowed_logs.append("cannot store messages")
@@ -404,6 +409,7 @@ def test_database_error_names_its_cause(ld: FakeLightningd) -> None:
 
 
 @needs_prlimit
+@file_outage
 def test_stats_during_storage_outage(ld: FakeLightningd) -> None:
     """custommsg-stats, the way to see dropped.storage, still answers while the database cannot be written."""
     ld.allowed_logs.append("cannot store messages")

@@ -38,6 +38,7 @@ from custommsg.outbox.machine import Outbox, envelope_of
 from custommsg.store.database import Store
 from custommsg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
+from .conftest import OpenStore
 from .helpers import A, B, Clock, handed_over
 
 
@@ -122,7 +123,7 @@ def test_migration_from_version_3_keeps_the_outbox(db_path: str) -> None:
 # -- the sender: seq allocation and the statuses ----------------------------------------------
 
 
-def test_seq_at_first_hand_off_per_peer_and_persistent(outbox: Outbox, store: Store, db_path: str) -> None:
+def test_seq_at_first_hand_off_per_peer_and_persistent(outbox: Outbox, store: Store, open_store: OpenStore) -> None:
     # given acknowledged entries to A and B, interleaved; when each peer's outbox is delivered
     for n, peer in enumerate([A, B, A, A]):
         outbox.enqueue(peer, msg(n), ack=True)
@@ -141,7 +142,7 @@ def test_seq_at_first_hand_off_per_peer_and_persistent(outbox: Outbox, store: St
     assert entry.to_json()["ack"] is True and entry.to_json()["seq"] == 1
     # and after a reopen the stream goes on
     store.close()
-    reopened = Store(db_path)
+    reopened = open_store()
     again = Outbox(reopened, per_peer_max=5)
     more = hand_over(again, A, 9).envelopes()
     assert [(e.stream, e.seq) for e in more] == [(sent_a[0].stream, 4)]
@@ -311,7 +312,7 @@ def receive(store: Store, peer: str, stream: int, seq: int, body: bytes) -> tupl
     return gate.decision, gate.last, stored is not None
 
 
-def test_the_receivers_rule_with_last_in_the_database(store: Store, db_path: str) -> None:
+def test_the_receivers_rule_with_last_in_the_database(store: Store, open_store: OpenStore) -> None:
     assert receive(store, A, 7, 1, b"a") == (Decision.STORE, 1, True)
     assert receive(store, A, 7, 1, b"a") == (Decision.DUPLICATE, 1, False)
     assert receive(store, A, 7, 3, b"c") == (Decision.GAP, 1, False)
@@ -319,7 +320,7 @@ def test_the_receivers_rule_with_last_in_the_database(store: Store, db_path: str
     assert receive(store, B, 7, 1, b"y") == (Decision.STORE, 1, True)  # another peer
     assert receive(store, A, 7, 2**64 - 1, b"z") == (Decision.GAP, 1, False)
     store.close()
-    reopened = Store(db_path)
+    reopened = open_store()
     assert receive(reopened, A, 7, 1, b"a") == (Decision.DUPLICATE, 1, False)
     assert receive(reopened, A, 7, 2, b"b") == (Decision.STORE, 2, True)
     assert [m.payload for m in reopened.inbox.list_messages(A)] == [b"\x80\x01a", b"\x80\x01x", b"\x80\x01b"]

@@ -34,6 +34,7 @@ ONLY_IN = {
     "pyln.client": "node/",  # and only node/ speaks to lightningd
     "pyln.client.plugin": "node/seam.py",
     "sqlite3": "store/sqlite.py",
+    "psycopg": "store/postgres.py",  # and only when a PostgreSQL URL is opened
     "socket": "node/rpcclient.py",
     "selectors": "node/eventloop.py",
 }

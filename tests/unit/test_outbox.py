@@ -7,8 +7,7 @@ The send function here records its calls instead of talking to lightningd.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +18,7 @@ from custommsg.core.wire import Message
 from custommsg.outbox.machine import Outbox
 from custommsg.store.database import Store
 
+from .conftest import OpenStore
 from .helpers import A, B, Clock, handed_over
 
 
@@ -42,13 +42,6 @@ class Recorder:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(str(tmp_path / "custommsg.sqlite3"))
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
@@ -408,13 +401,12 @@ def test_list_outbox(outbox: Outbox, store: Store, peer: str | None, status: str
     assert [e.id for e in store.outbox.list_outbox(peer, status, page)] == expected
 
 
-def test_outbox_survives_reopening(tmp_path: Path, clock: Clock) -> None:
-    path = str(tmp_path / "custommsg.sqlite3")
-    first = Store(path)
+def test_outbox_survives_reopening(open_store: OpenStore, clock: Clock) -> None:
+    first = open_store()
     Outbox(first, 5, clock).enqueue(A, msg(1), ttl=60)
     Outbox(first, 5, clock).enqueue(B, msg(2))
     first.close()
-    second = Store(path)
+    second = open_store()
     outbox = Outbox(second, 5, clock)
     assert sorted(second.outbox.peers_with_queued()) == sorted([A, B])
     send = Recorder()

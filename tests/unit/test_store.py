@@ -16,6 +16,8 @@ from custommsg.core.records import JsonRpcTag, Page, StoredMessage
 from custommsg.store.database import Store
 from custommsg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
+from .conftest import OpenStore
+
 A = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 B = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
 BIG = 1_000_000  # an inbox_max that never drops anything
@@ -124,7 +126,7 @@ def test_lowering_inbox_max_drops_every_extra_message_oldest_first(store: Store)
     assert store.inbox.count == 2
 
 
-def test_created_index_is_never_reused(store: Store, db_path: str) -> None:
+def test_created_index_is_never_reused(store: Store, open_store: OpenStore) -> None:
     # given messages 1-3; when 3 (the newest) is deleted; then the next one is 4, not 3 (AUTOINCREMENT)
     for _ in range(3):
         add(store, A, b"\x80\x01")
@@ -134,7 +136,7 @@ def test_created_index_is_never_reused(store: Store, db_path: str) -> None:
     assert store.inbox.list_messages() == []
     assert store.inbox.last_index() == 4
     store.close()
-    reopened = Store(db_path)
+    reopened = open_store()
     assert add(reopened, A, b"\x80\x01").created_index == 5
     reopened.close()
 
@@ -193,12 +195,12 @@ def test_stored_message_to_json(payload: bytes, extra: dict) -> None:
 # -- durability and schema ----------------------------------------------------------
 
 
-def test_committed_messages_survive_without_close(db_path: str) -> None:
+def test_committed_messages_survive_without_close(open_store: OpenStore) -> None:
     # given a store that is never closed (the plugin was killed); then a new Store sees everything
-    first = Store(db_path)
+    first = open_store()
     add(first, A, b"\x80\x01one", at=1.5)
     add(first, B, b"\x80\x03two", at=2.5)
-    second = Store(db_path)
+    second = open_store()
     assert second.inbox.list_messages() == first.inbox.list_messages()
     assert second.inbox.count == 2
     assert second.inbox.last_index() == 2
@@ -206,14 +208,14 @@ def test_committed_messages_survive_without_close(db_path: str) -> None:
     first.close()
 
 
-def test_reopening_keeps_everything(db_path: str) -> None:
-    store = Store(db_path)
+def test_reopening_keeps_everything(open_store: OpenStore) -> None:
+    store = open_store()
     for peer_id, payload in INBOX:
         add(store, peer_id, payload)
     store.inbox.delete_messages(created_index=2)
     before = store.inbox.list_messages()
     store.close()
-    reopened = Store(db_path)
+    reopened = open_store()
     assert reopened.inbox.list_messages() == before
     assert reopened.inbox.count == 5
     assert reopened.inbox.last_index() == 6
@@ -398,25 +400,25 @@ def test_counters_totals_and_filters(store: Store) -> None:
     assert store.counters.totals(A, 32769) == {(A, 32769): a_32769}
 
 
-def test_counters_survive_reopening(db_path: str) -> None:
-    store = Store(db_path)
+def test_counters_survive_reopening(open_store: OpenStore) -> None:
+    store = open_store()
     store.counters.count(A, 32769, "received", 4, 2)
     store.counters.totals()
     store.counters.count(A, 32769, "received", 2)  # pending: written by close()
     store.close()
-    reopened = Store(db_path)
+    reopened = open_store()
     assert reopened.counters.totals() == {(A, 32769): Counter({"received": 3, "received_bytes": 6})}
     reopened.counters.count(A, 32769, "received", 2)
     assert reopened.counters.totals() == {(A, 32769): Counter({"received": 4, "received_bytes": 8})}
     reopened.close()
 
 
-def test_counts_ride_along_with_the_next_transaction(db_path: str) -> None:
+def test_counts_ride_along_with_the_next_transaction(open_store: OpenStore) -> None:
     # given a count and then a stored message; when the plugin dies without close(); then the count is on disk
-    store = Store(db_path)
+    store = open_store()
     store.counters.count(A, 32769, "received", 2)
     add(store, A, b"\x80\x01")
-    other = Store(db_path)
+    other = open_store()
     assert other.counters.totals() == {(A, 32769): Counter({"received": 1, "received_bytes": 2})}
     other.close()
     store.close()

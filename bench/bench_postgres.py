@@ -1,0 +1,143 @@
+"""The store on PostgreSQL against SQLite: receive rate and CPU per message in the same run, and
+custommsg-list by inbox size on PostgreSQL.
+
+The server is the tests' (tests/pg.py: CUSTOMMSG_PG_URL, or one tools/pgserver starts for the
+session), on this machine: a commit waits for its fsync as on SQLite (WAL, synchronous=NORMAL
+there; synchronous_commit=on here, PostgreSQL's default). Besides the plugin and lightningd,
+the CPU of the plugin's PostgreSQL backend process (the server's side of its connection) is
+reported per message. BENCH_PG_ROUNDS, BENCH_PG_PER_ROUND and BENCH_PG_SIZES size the runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+
+import psycopg
+
+from custommsg.core.dsn import node_schema
+from tests import pg
+from tests.conftest import pg_url  # noqa: F401  (the session's server, a fixture)
+
+from .conftest import CLK_TCK, PLUGIN_UNDER_TEST, CpuMeter, bench_node, plugin_paths, report_rates, rpc_of
+
+ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "4"))
+PER_ROUND = int(os.environ.get("BENCH_PG_PER_ROUND", "500"))
+SIZES = sorted(int(n) for n in os.environ.get("BENCH_PG_SIZES", "10000,1000000").split(","))
+UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
+MSG = "8001" + "ab" * 64
+CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
+
+
+def backend_cpu(url: str, database: str) -> float:
+    """CPU seconds (utime+stime) the server's processes serving custommsg in ``database`` used so far."""
+    with psycopg.connect(url) as db:
+        pids = [row[0] for row in db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'custommsg' AND datname = %s", (database,))]
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def test_receive_rate_postgres_against_sqlite(node_factory, pg_url):  # noqa: F811
+    """One sender, two receivers running custommsg: one on SQLite (its file), one on PostgreSQL
+    (custommsg-db: a fresh database), in alternating rounds; each round's rate is messages over the
+    time until the receiver has stored the last one (custommsg-wait)."""
+    database = pg.create_database(pg_url)
+    try:
+        sender = bench_node(node_factory)
+        r_sqlite = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED)
+        r_pg = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **{"custommsg-db": database}, **UNLIMITED)
+        sender.connect(r_sqlite)
+        sender.connect(r_pg)
+        rpc = rpc_of(sender)
+        cases = {"SQLite": (r_sqlite, rpc_of(r_sqlite)), "PostgreSQL": (r_pg, rpc_of(r_pg))}
+        done = dict.fromkeys(cases, 0)
+        rates: dict[str, list[float]] = {name: [] for name in cases}
+        cpu = CpuMeter()
+        server_seconds = 0.0
+        for round_number in range(ROUNDS + 1):  # round 0 warms up
+            for name, (receiver, receiver_rpc) in cases.items():
+                measured = (cpu.window(name, receiver, CUSTOMMSG, PER_ROUND) if round_number
+                            else contextlib.nullcontext())
+                server_before = backend_cpu(pg_url, database.rsplit("/", 1)[1]) if name == "PostgreSQL" else 0.0
+                with measured:
+                    params = {"node_id": receiver.info["id"], "msg": MSG}
+                    started = time.perf_counter()
+                    for _ in range(PER_ROUND):
+                        rpc.call("sendcustommsg", params)
+                    receiver_rpc.call("custommsg-wait", {"nextvalue": done[name] + PER_ROUND, "timeout": 120})
+                    rate = PER_ROUND / (time.perf_counter() - started)
+                if name == "PostgreSQL" and round_number:
+                    server_seconds += backend_cpu(pg_url, database.rsplit("/", 1)[1]) - server_before
+                done[name] += PER_ROUND
+                if round_number:
+                    rates[name].append(rate)
+        median = report_rates(rates, ROUNDS, PER_ROUND, "custommsg on {}")
+        cpu.report("receiving node; plugin = custommsg")
+        print(f"  PostgreSQL server (the plugin's backend): {server_seconds / (ROUNDS * PER_ROUND) * 1e6:8.1f} us/msg")
+        print(f"RATIO receive PostgreSQL / SQLite = {median['PostgreSQL'] / median['SQLite']:.2f}")
+        cpu.ratios("PostgreSQL / SQLite", "PostgreSQL", "SQLite")
+        for name, (_, receiver_rpc) in cases.items():
+            assert receiver_rpc.call("custommsg-stats")["session"]["stored"] == done[name], name
+    finally:
+        pg.drop_database(pg_url, database)
+
+
+def fill(url: str, schema: str, count: int, peers: list[str]) -> None:
+    """``count`` messages spread over ``peers``, written by the server itself (generate_series)."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            f'INSERT INTO "{schema}".inbox (peer_id, type, payload, received_at) '
+            "SELECT decode((%s::text[])[1 + g %% %s], 'hex'), 32769, decode(%s, 'hex'), 1.7e9 + g "
+            "FROM generate_series(0, %s - 1) AS g",
+            (peers, len(peers), MSG, count),
+        )
+        db.execute(f'ANALYZE "{schema}".inbox')
+
+
+def test_list_latency_by_inbox_size_on_postgres(node_factory, pg_url):  # noqa: F811
+    """One node; for each inbox size the plugin is started on a PostgreSQL database of that size
+    (20 peers) and custommsg-list with a peer filter and limit=100 is timed from the start and from
+    the middle of the inbox. The largest inbox is compared with the smallest."""
+    node = bench_node(node_factory)
+    rpc = rpc_of(node)
+    peers = [f"02{i:064x}" for i in range(1, 21)]
+    schema = node_schema(node.info["id"])
+    results = []
+    for size in SIZES:
+        database = pg.create_database(pg_url)
+        try:
+            options = {"custommsg-db": database, "custommsg-inbox-max": SIZES[-1] * 2}
+            node.rpc.plugin_start(str(PLUGIN_UNDER_TEST), **options)  # makes the schema
+            node.rpc.plugin_stop(str(PLUGIN_UNDER_TEST))
+            filled = time.perf_counter()
+            fill(database, schema, size, peers)
+            filled = time.perf_counter() - filled
+            node.rpc.plugin_start(str(PLUGIN_UNDER_TEST), **options)
+            peer = peers[7]
+            latencies = []
+            for start in (0, size // 2):
+                params = {"peer_id": peer, "index": "created", "start": start, "limit": 100}
+                for _ in range(20):
+                    rpc.call("custommsg-list", params)
+                for _ in range(200):
+                    started = time.perf_counter()
+                    page = rpc.call("custommsg-list", params)["messages"]
+                    latencies.append(time.perf_counter() - started)
+                assert len(page) == 100 and {m["peer_id"] for m in page} == {peer}
+            results.append((size, statistics.median(latencies), filled))
+            node.rpc.plugin_stop(str(PLUGIN_UNDER_TEST))
+        finally:
+            pg.drop_database(pg_url, database)
+    smallest, largest = results[0], results[-1]
+    print("\ncustommsg-list on PostgreSQL, peer filter, limit=100 (median of 400 calls):")
+    for size, latency, filled in results:
+        print(f"  {size:>8} stored: {latency * 1000:6.2f} ms  ({latency / smallest[1]:4.2f} of {smallest[0]})"
+              f"  [filled in {filled:.1f} s]")
+    print(f"RATIO list latency on PostgreSQL {largest[0]} / {smallest[0]} = {largest[1] / smallest[1]:.2f}")

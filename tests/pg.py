@@ -1,0 +1,96 @@
+"""A real PostgreSQL server for the tests: the one CUSTOMMSG_PG_URL names, or one tools/pgserver starts.
+
+``.ci/run`` starts the server with tools/pgserver and exports CUSTOMMSG_PG_URL; a developer's
+run without it starts its own for the session (and removes it at the end). Without the
+server's binaries the tests that need it skip, naming what is missing; under CI
+(``CI=true``) they fail instead: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PGSERVER = ROOT / "tools" / "pgserver"
+URL_ENV = "CUSTOMMSG_PG_URL"
+
+
+def why_no_server() -> str | None:
+    """Why tools/pgserver cannot start a server here (None: it can)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed (make install brings it)"
+    if not (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
+        return "no PostgreSQL server binaries (initdb) on PATH or under /usr/lib/postgresql: apt-get install postgresql"
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no postgres user to run the server as"
+    return None
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required under CI: {reason}")
+    pytest.skip(f"PostgreSQL: {reason}")
+
+
+@contextmanager
+def server() -> Iterator[tuple[str, str | None]]:
+    """(URL, directory) of a server for the session: CUSTOMMSG_PG_URL's (no directory: not ours to stop),
+    or one started in a fresh directory and removed afterwards."""
+    given = os.environ.get(URL_ENV)
+    if given:
+        yield given, None
+        return
+    reason = why_no_server()
+    if reason:
+        unavailable(reason)
+    directory = tempfile.mkdtemp(prefix="custommsg-pg-", dir="/var/tmp")
+    try:
+        url = subprocess.run([str(PGSERVER), "start", directory], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        yield url, directory
+    finally:
+        subprocess.run([str(PGSERVER), "remove", directory], check=False, capture_output=True)
+
+
+def fresh_schema() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def create_database(url: str) -> str:
+    """A new empty database on the server; returns its URL."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str, database_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
