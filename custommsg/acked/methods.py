@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import errors
 from ..core.completion import PENDING, Reply
 from ..core.envelope import ENVELOPE_OVERHEAD, check_inner
-from ..core.errors import CustomMsgError, OverBudget, TransientError
+from ..core.errors import CustomMsgError, TransientError
 from ..core.records import DELIVERED, FAILED, SENT, OutboxEntry
 from ..core.validate import parse_peer_filter
 from ..core.wire import Message
@@ -35,7 +35,7 @@ def send_acked(runtime: Runtime, reply: Reply, peer_id: str, message: Message, t
     # the entry waits behind it: handed over with it, it would go twice. So does one over the peer's
     # send budget: the outbox's delivery pays for it when the budget has room.
     length = len(message) + ENVELOPE_OVERHEAD
-    start = not runtime.sender.busy(peer_id) and _paid(runtime, peer_id, length)
+    start = not runtime.sender.busy(peer_id) and runtime.spend_if_room(peer_id, length)
     try:
         entry = runtime.outbox.enqueue(peer_id, message, ttl, ack=True, start=start)
     except CustomMsgError:
@@ -74,15 +74,6 @@ def _started(runtime: Runtime, entry: OutboxEntry, failure: CustomMsgError | Non
         return
     for failed in runtime.outbox.fail(entry, failure.message):
         runtime.plugin.log(f"outbox {failed.id} to {failed.peer_id} failed: {failed.reason}", level="warn")
-
-
-def _paid(runtime: Runtime, peer_id: str, length: int) -> bool:
-    """Take ``length`` bytes from the peer's send budget: False (nothing taken) if they do not fit now."""
-    try:
-        runtime.spend(peer_id, length)
-    except OverBudget:
-        return False
-    return True
 
 
 def _crashed(runtime: Runtime, exc: Exception) -> None:

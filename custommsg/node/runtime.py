@@ -259,6 +259,11 @@ class Runtime:
         if wait:
             raise OverBudget(peer_id, length, wait)
 
+    def spend_if_room(self, peer_id: str, length: int) -> bool:
+        """Any thread: :meth:`spend`, saying False (taking nothing) instead of raising when there is no room."""
+        with self._budget_lock:
+            return not self.send_budget.take(peer_id, length)
+
     def refund(self, peer_id: str, length: int) -> None:
         """Any thread: a message :meth:`spend` paid for did not go."""
         with self._budget_lock:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..acked.methods import send_acked
 from ..core import errors
 from ..core.completion import PENDING, Reply, Waiter
-from ..core.errors import INVALID_PARAMETER, CustomMsgError, OverBudget, PeerError, TransientError, ValidationError
+from ..core.errors import INVALID_PARAMETER, CustomMsgError, PeerError, TransientError, ValidationError
 from ..core.records import StoredMessage
 from ..core.validate import (
     DEFAULT_REQUEST_TIMEOUT,
@@ -55,7 +55,7 @@ def send(
         return send_acked(runtime, reply, peer_id, message, ttl_seconds)
     outbox = runtime.outbox
     if queued and (peer_id not in runtime.connected or outbox.has_queued(peer_id)
-                   or not _paid(runtime, peer_id, message)):
+                   or not runtime.spend_if_room(peer_id, len(message))):
         # Behind the messages already waiting, so the peer gets them in order; and a message over the
         # peer's send budget waits in the outbox until the budget has room (the sweep tries each second).
         entry = outbox.enqueue(peer_id, message, ttl_seconds)
@@ -99,15 +99,6 @@ def _checked_message(
     raw = runtime.protocols.encode(name, fields)
     # A registered even type came from the protocols folder, so lightningd was told of it: no allow_even.
     return check_send_request(node_id, raw.hex(), runtime.own_id, allow_even=True)
-
-
-def _paid(runtime: Runtime, peer_id: str, message: Message) -> bool:
-    """Take the message's bytes from the peer's send budget: False (nothing taken) if they do not fit now."""
-    try:
-        runtime.spend(peer_id, len(message))
-    except OverBudget:
-        return False
-    return True
 
 
 def _sent(message: Message, peer_id: str, status: str, outbox_id: int | None = None) -> dict[str, Any]:
