@@ -16,6 +16,8 @@ import sqlite3
 import statistics
 import time
 
+from tests.integration.conftest import plugin_rss_kib
+
 from .conftest import (
     BENCH_PLUGINS,
     PLUGIN_UNDER_TEST,
@@ -34,25 +36,6 @@ UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 100000
 QUIET = "custommsg, no custommsg_stored"
 MSG = "8001" + "ab" * 64
 CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
-
-
-def plugin_rss_kib(node) -> int:
-    """Resident memory of the custommsg plugin process that ``node``'s lightningd started."""
-    parent = str(node.daemon.proc.pid)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                status = f.read()
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        if fields.get("PPid", "").strip() == parent and CUSTOMMSG.intersection(cmdline):
-            return int(fields["VmRSS"].split()[0])
-    raise LookupError("custommsg plugin process not found")
 
 
 def test_receive_rate(node_factory):
@@ -162,7 +145,8 @@ def test_list_latency_and_memory_by_inbox_size(node_factory, tmp_path):
             started = time.perf_counter()
             rpc.call("custommsg-stats", {"peer_id": peer, "type": 1})
             baseline.append(time.perf_counter() - started)
-        results.append((size, statistics.median(latencies), statistics.median(baseline), plugin_rss_kib(node)))
+        memory = plugin_rss_kib(node, CUSTOMMSG)
+        results.append((size, statistics.median(latencies), statistics.median(baseline), memory))
         node.rpc.plugin_stop(str(PLUGIN_UNDER_TEST))
 
     smallest, largest = results[0], results[-1]

@@ -74,3 +74,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
             if SKIP_REASON is not None:
                 item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
+def plugin_rss_kib(node, plugins: set[str] | None = None) -> int:
+    """Resident memory of the custommsg plugin process that ``node``'s lightningd started: the child
+    whose command line names one of ``plugins`` (default: this checkout's plugin.py, as given and real)."""
+    names = plugins or {str(PLUGIN), os.path.realpath(PLUGIN)}
+    parent = str(node.daemon.proc.pid)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("PPid", "").strip() == parent and names.intersection(cmdline):
+            return int(fields["VmRSS"].split()[0])
+    raise LookupError("custommsg plugin process not found")

@@ -7,14 +7,13 @@ bound on what a peer can make the node keep is checked against the database and 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from pyln.testing.utils import wait_for
 
-from .conftest import PLUGIN, TEST_PLUGINS
+from .conftest import PLUGIN, TEST_PLUGINS, plugin_rss_kib
 
 RECEIVER = str(TEST_PLUGINS / "receiver.py")  # logs every custom message it gets; no custommsg
 LSPS = 37913
@@ -175,22 +174,3 @@ def test_a_hostile_peer_leaves_memory_and_rows_bounded(node_factory):
     assert stats["bounds"]["receive_limiter_peers"]["now"] <= 1
     assert plugin_rss_kib(l1) - rss_before < 32 * 1024
     assert log_count(l1, "opens more acknowledged-delivery streams") == 1
-
-
-def plugin_rss_kib(node) -> int:
-    """Resident memory of the custommsg plugin process that ``node``'s lightningd started."""
-    parent = str(node.daemon.proc.pid)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                status = f.read()
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        if fields.get("PPid", "").strip() == parent and "plugin.py" in cmdline:
-            return int(fields["VmRSS"].split()[0])
-    raise LookupError("custommsg plugin process not found")
