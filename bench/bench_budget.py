@@ -6,12 +6,10 @@ the rates, the CPU each receiving node's plugin and lightningd used per message.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
-import time
 
-from .conftest import PLUGIN_UNDER_TEST, CpuMeter, bench_node, plugin_paths, rpc_of
+from .conftest import PLUGIN_UNDER_TEST, CpuMeter, Receiving, bench_node, receive_rounds, rpc_of, stored_by
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
@@ -21,7 +19,6 @@ BUDGETS_ON = {"custommsg-peer-kbps": 80_000_000, "custommsg-peer-burst-bytes": 1
               "custommsg-global-kbps": 80_000_000, "custommsg-global-burst-bytes": 10**12}
 BUDGETS_OFF = {"custommsg-peer-kbps": 0, "custommsg-peer-burst-bytes": 0,
                "custommsg-global-kbps": 0, "custommsg-global-burst-bytes": 0}
-CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
 
 
 def test_receive_cpu_with_budgets_on_and_off(node_factory):
@@ -32,30 +29,15 @@ def test_receive_cpu_with_budgets_on_and_off(node_factory):
     r_off = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **COUNTS_UNLIMITED, **BUDGETS_OFF)
     sender.connect(r_on)
     sender.connect(r_off)
-    rpc = rpc_of(sender)
-    cases = {"budgets on": (r_on, rpc_of(r_on)), "budgets off": (r_off, rpc_of(r_off))}
-    done = dict.fromkeys(cases, 0)
-    rates: dict[str, list[float]] = {name: [] for name in cases}
+    cases = {"budgets on": Receiving(r_on, stored_by(r_on)), "budgets off": Receiving(r_off, stored_by(r_off))}
     cpu = CpuMeter()
-    for round_number in range(ROUNDS + 1):  # round 0 warms up
-        for name, (receiver, receiver_rpc) in cases.items():
-            measured = cpu.window(name, receiver, CUSTOMMSG, PER_ROUND) if round_number else contextlib.nullcontext()
-            with measured:
-                params = {"node_id": receiver.info["id"], "msg": MSG}
-                started = time.perf_counter()
-                for _ in range(PER_ROUND):
-                    rpc.call("sendcustommsg", params)
-                receiver_rpc.call("custommsg-wait", {"nextvalue": done[name] + PER_ROUND, "timeout": 120})
-                rate = PER_ROUND / (time.perf_counter() - started)
-            done[name] += PER_ROUND
-            if round_number:
-                rates[name].append(rate)
+    rates, done = receive_rounds(rpc_of(sender), cases, MSG, ROUNDS, PER_ROUND, cpu)
     print(f"\nreceive with byte budgets on and off, {ROUNDS} alternating rounds of {PER_ROUND} messages "
           f"of {len(MSG) // 2} bytes (median msg/s):")
     for name, values in rates.items():
         print(f"  {name:12s} {statistics.median(values):8.0f} msg/s")
     cpu.report("receiving node; plugin = custommsg")
     cpu.ratios("budgets on / off", "budgets on", "budgets off")
-    for _, receiver_rpc in cases.values():
-        session = receiver_rpc.call("custommsg-stats")["session"]
+    for case in cases.values():
+        session = rpc_of(case.node).call("custommsg-stats")["session"]
         assert session["stored"] == done["budgets on"] and session["dropped"]["peer_budget"] == 0

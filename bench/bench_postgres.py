@@ -14,6 +14,7 @@ import contextlib
 import os
 import statistics
 import time
+from collections.abc import Iterator
 
 import psycopg
 
@@ -21,7 +22,18 @@ from custommsg.core.dsn import node_schema
 from tests import pg
 from tests.conftest import pg_url  # noqa: F401  (the session's server, a fixture)
 
-from .conftest import CLK_TCK, PLUGIN_UNDER_TEST, CpuMeter, bench_node, plugin_paths, report_rates, rpc_of
+from .conftest import (
+    CLK_TCK,
+    PLUGIN_UNDER_TEST,
+    CpuMeter,
+    Receiving,
+    bench_node,
+    plugin_paths,
+    receive_rounds,
+    report_rates,
+    rpc_of,
+    stored_by,
+)
 
 ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "4"))
 PER_ROUND = int(os.environ.get("BENCH_PG_PER_ROUND", "500"))
@@ -55,36 +67,26 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url):  # noqa: F8
         r_pg = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **{"custommsg-db": database}, **UNLIMITED)
         sender.connect(r_sqlite)
         sender.connect(r_pg)
-        rpc = rpc_of(sender)
-        cases = {"SQLite": (r_sqlite, rpc_of(r_sqlite)), "PostgreSQL": (r_pg, rpc_of(r_pg))}
-        done = dict.fromkeys(cases, 0)
-        rates: dict[str, list[float]] = {name: [] for name in cases}
-        cpu = CpuMeter()
         server_seconds = 0.0
-        for round_number in range(ROUNDS + 1):  # round 0 warms up
-            for name, (receiver, receiver_rpc) in cases.items():
-                measured = (cpu.window(name, receiver, CUSTOMMSG, PER_ROUND) if round_number
-                            else contextlib.nullcontext())
-                server_before = backend_cpu(pg_url, database.rsplit("/", 1)[1]) if name == "PostgreSQL" else 0.0
-                with measured:
-                    params = {"node_id": receiver.info["id"], "msg": MSG}
-                    started = time.perf_counter()
-                    for _ in range(PER_ROUND):
-                        rpc.call("sendcustommsg", params)
-                    receiver_rpc.call("custommsg-wait", {"nextvalue": done[name] + PER_ROUND, "timeout": 120})
-                    rate = PER_ROUND / (time.perf_counter() - started)
-                if name == "PostgreSQL" and round_number:
-                    server_seconds += backend_cpu(pg_url, database.rsplit("/", 1)[1]) - server_before
-                done[name] += PER_ROUND
-                if round_number:
-                    rates[name].append(rate)
+
+        @contextlib.contextmanager
+        def server_cpu() -> Iterator[None]:
+            nonlocal server_seconds
+            before = backend_cpu(pg_url, database.rsplit("/", 1)[1])
+            yield
+            server_seconds += backend_cpu(pg_url, database.rsplit("/", 1)[1]) - before
+
+        cases = {"SQLite": Receiving(r_sqlite, stored_by(r_sqlite)),
+                 "PostgreSQL": Receiving(r_pg, stored_by(r_pg), beside=server_cpu)}
+        cpu = CpuMeter()
+        rates, done = receive_rounds(rpc_of(sender), cases, MSG, ROUNDS, PER_ROUND, cpu)
         median = report_rates(rates, ROUNDS, PER_ROUND, "custommsg on {}")
         cpu.report("receiving node; plugin = custommsg")
         print(f"  PostgreSQL server (the plugin's backend): {server_seconds / (ROUNDS * PER_ROUND) * 1e6:8.1f} us/msg")
         print(f"RATIO receive PostgreSQL / SQLite = {median['PostgreSQL'] / median['SQLite']:.2f}")
         cpu.ratios("PostgreSQL / SQLite", "PostgreSQL", "SQLite")
-        for name, (_, receiver_rpc) in cases.items():
-            assert receiver_rpc.call("custommsg-stats")["session"]["stored"] == done[name], name
+        for name, case in cases.items():
+            assert rpc_of(case.node).call("custommsg-stats")["session"]["stored"] == done[name], name
     finally:
         pg.drop_database(pg_url, database)
 

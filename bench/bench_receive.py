@@ -9,8 +9,6 @@ BENCH_PLUGIN=/path/to/plugin.py measures that build of custommsg in every benchm
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import functools
 import os
 import sqlite3
 import statistics
@@ -22,10 +20,13 @@ from .conftest import (
     BENCH_PLUGINS,
     PLUGIN_UNDER_TEST,
     CpuMeter,
+    Receiving,
     bench_node,
     plugin_paths,
+    receive_rounds,
     report_rates,
     rpc_of,
+    stored_by,
     wait_until,
 )
 
@@ -52,39 +53,15 @@ def test_receive_rate(node_factory):
     r_null = bench_node(node_factory, plugin=nullhook)
     for receiver in (r_store, r_quiet, r_null):
         sender.connect(receiver)
-    rpc, null_rpc = rpc_of(sender), rpc_of(r_null)
-
-    def until_stored(receiver_rpc, target: int) -> None:
-        # Both block in the plugin until the message is there: no polling load on either.
-        receiver_rpc.call("custommsg-wait", {"nextvalue": target, "timeout": 120})
-
-    def until_counted(target: int) -> None:
-        null_rpc.call("nullhook-wait", {"target": target})
-
-    def round_rate(receiver, until, done_before: int) -> float:
-        params = {"node_id": receiver.info["id"], "msg": MSG}
-        started = time.perf_counter()
-        for _ in range(PER_ROUND):
-            rpc.call("sendcustommsg", params)
-        until(done_before + PER_ROUND)
-        return PER_ROUND / (time.perf_counter() - started)
-
+    null_rpc = rpc_of(r_null)
     cases = {
-        "custommsg (stores)": (r_store, CUSTOMMSG, functools.partial(until_stored, rpc_of(r_store))),
-        QUIET: (r_quiet, CUSTOMMSG, functools.partial(until_stored, rpc_of(r_quiet))),
-        "do-nothing hook": (r_null, plugin_paths(nullhook), until_counted),
+        "custommsg (stores)": Receiving(r_store, stored_by(r_store)),
+        QUIET: Receiving(r_quiet, stored_by(r_quiet)),
+        "do-nothing hook": Receiving(r_null, lambda n: null_rpc.call("nullhook-wait", {"target": n}),
+                                     plugin_paths(nullhook)),
     }
-    done = dict.fromkeys(cases, 0)
-    rates: dict[str, list[float]] = {name: [] for name in cases}
     cpu = CpuMeter()
-    for round_number in range(ROUNDS + 1):  # round 0 warms up
-        for name, (receiver, plugins, until) in cases.items():
-            measured = cpu.window(name, receiver, plugins, PER_ROUND) if round_number else contextlib.nullcontext()
-            with measured:
-                value = round_rate(receiver, until, done[name])
-            done[name] += PER_ROUND
-            if round_number:
-                rates[name].append(value)
+    rates, done = receive_rounds(rpc_of(sender), cases, MSG, ROUNDS, PER_ROUND, cpu)
     median = report_rates(rates, ROUNDS, PER_ROUND)
     cpu.report("receiving node; plugin(s) = custommsg, or the do-nothing hook")
     floor = median["do-nothing hook"]

@@ -18,8 +18,10 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,6 +188,52 @@ def interleaved(
                     windows.enter_context(meter.window(name, node, plugins, per_round))
                 samples[name].append(run(per_round))
     return samples
+
+
+@dataclass
+class Receiving:
+    """One case of :func:`receive_rounds`: a receiving node, ``until(n)`` returning once it has handled
+    its n-th message of the run, the plugins whose CPU counts as the plugin's, and ``beside``, a context
+    entered around each measured round as well (a PostgreSQL server's CPU, say)."""
+
+    node: Any
+    until: Callable[[int], None]
+    plugins: set[str] = field(default_factory=lambda: plugin_paths(PLUGIN_UNDER_TEST))
+    beside: Callable[[], AbstractContextManager[Any]] = nullcontext
+
+
+def stored_by(node) -> Callable[[int], None]:
+    """``until`` for a custommsg receiver: custommsg-wait blocks in the plugin until the n-th message is
+    stored, so waiting puts no polling load on it."""
+    node_rpc = rpc_of(node)
+    return lambda n: node_rpc.call("custommsg-wait", {"nextvalue": n, "timeout": 120})
+
+
+def receive_rounds(
+    sender_rpc: PersistentRpc, cases: dict[str, Receiving], msg: str, rounds: int, per_round: int, cpu: CpuMeter,
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Alternating rounds: the sender sends each case's receiver ``per_round`` copies of ``msg`` with native
+    sendcustommsg, as fast as one RPC connection goes; a round's rate is messages over the time until the
+    receiver handled the last. Round 0 warms up; the others are measured, inside ``cpu``'s window. Returns
+    the rates per case, and how many messages each receiver was sent."""
+    done = dict.fromkeys(cases, 0)
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    for round_number in range(rounds + 1):
+        for name, case in cases.items():
+            with ExitStack() as measured:
+                if round_number:
+                    measured.enter_context(case.beside())
+                    measured.enter_context(cpu.window(name, case.node, case.plugins, per_round))
+                params = {"node_id": case.node.info["id"], "msg": msg}
+                started = time.perf_counter()
+                for _ in range(per_round):
+                    sender_rpc.call("sendcustommsg", params)
+                case.until(done[name] + per_round)
+                rate = per_round / (time.perf_counter() - started)
+            done[name] += per_round
+            if round_number:
+                rates[name].append(rate)
+    return rates, done
 
 
 def report_rates(rates: dict[str, list[float]], rounds: int, per_round: int, label: str = "{}") -> dict[str, float]:
