@@ -31,7 +31,7 @@ def test_receive_cpu_with_budgets_on_and_off(node_factory):
     sender.connect(r_off)
     cases = {"budgets on": Receiving(r_on, stored_by(r_on)), "budgets off": Receiving(r_off, stored_by(r_off))}
     cpu = CpuMeter()
-    rates, done = receive_rounds(rpc_of(sender), cases, MSG, ROUNDS, PER_ROUND, cpu)
+    rates, done = receive_rounds([rpc_of(sender)], cases, MSG, ROUNDS, PER_ROUND, cpu)
     print(f"\nreceive with byte budgets on and off, {ROUNDS} alternating rounds of {PER_ROUND} messages "
           f"of {len(MSG) // 2} bytes (median msg/s):")
     for name, values in rates.items():

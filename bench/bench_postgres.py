@@ -5,7 +5,13 @@ The server is the tests' (tests/pg.py: CUSTOMMSG_PG_URL, or one tools/pgserver s
 session), on this machine: a commit waits for its fsync as on SQLite (WAL, synchronous=NORMAL
 there; synchronous_commit=on here, PostgreSQL's default). Besides the plugin and lightningd,
 the CPU of the plugin's PostgreSQL backend process (the server's side of its connection) is
-reported per message. BENCH_PG_ROUNDS, BENCH_PG_PER_ROUND and BENCH_PG_SIZES size the runs.
+reported per message. BENCH_PG_ROUNDS, BENCH_PG_PER_ROUND and BENCH_PG_SIZES size the runs;
+BENCH_PG_SENDERS lists how many peers send at once in the receive runs (one run each).
+
+With one sending peer, every message waits for its own commit: lightningd reads that peer's
+next message only once the hook answered (connectd's read pause). With several, the hook
+calls of the others gather while a commit is under way, and share the next one (the
+receiver's group commit): the case the server's commit latency matters most for.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import time
 from collections.abc import Iterator
 
 import psycopg
+import pytest
 
 from custommsg.core.dsn import node_schema
 from tests import pg
@@ -38,6 +45,7 @@ from .conftest import (
 ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "4"))
 PER_ROUND = int(os.environ.get("BENCH_PG_PER_ROUND", "500"))
 SIZES = sorted(int(n) for n in os.environ.get("BENCH_PG_SIZES", "10000,1000000").split(","))
+SENDERS = [int(n) for n in os.environ.get("BENCH_PG_SENDERS", "1,4").split(",")]
 UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 MSG = "8001" + "ab" * 64
 CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
@@ -56,17 +64,19 @@ def backend_cpu(url: str, database: str) -> float:
     return total
 
 
-def test_receive_rate_postgres_against_sqlite(node_factory, pg_url):  # noqa: F811
-    """One sender, two receivers running custommsg: one on SQLite (its file), one on PostgreSQL
-    (custommsg-db: a fresh database), in alternating rounds; each round's rate is messages over the
-    time until the receiver has stored the last one (custommsg-wait)."""
+@pytest.mark.parametrize("senders", SENDERS, ids=[f"{n}-senders" for n in SENDERS])
+def test_receive_rate_postgres_against_sqlite(node_factory, pg_url, senders):  # noqa: F811
+    """``senders`` sending peers, two receivers running custommsg: one on SQLite (its file), one on
+    PostgreSQL (custommsg-db: a fresh database), in alternating rounds; each round's rate is messages
+    over the time until the receiver has stored the last one (custommsg-wait)."""
     database = pg.create_database(pg_url)
     try:
-        sender = bench_node(node_factory)
+        sending = [bench_node(node_factory) for _ in range(senders)]
         r_sqlite = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED)
         r_pg = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **{"custommsg-db": database}, **UNLIMITED)
-        sender.connect(r_sqlite)
-        sender.connect(r_pg)
+        for sender in sending:
+            sender.connect(r_sqlite)
+            sender.connect(r_pg)
         server_seconds = 0.0
 
         @contextlib.contextmanager
@@ -79,11 +89,12 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url):  # noqa: F8
         cases = {"SQLite": Receiving(r_sqlite, stored_by(r_sqlite)),
                  "PostgreSQL": Receiving(r_pg, stored_by(r_pg), beside=server_cpu)}
         cpu = CpuMeter()
-        rates, done = receive_rounds(rpc_of(sender), cases, MSG, ROUNDS, PER_ROUND, cpu)
+        rates, done = receive_rounds([rpc_of(s) for s in sending], cases, MSG, ROUNDS, PER_ROUND, cpu)
+        print(f"\n{senders} sending peer(s)")
         median = report_rates(rates, ROUNDS, PER_ROUND, "custommsg on {}")
         cpu.report("receiving node; plugin = custommsg")
         print(f"  PostgreSQL server (the plugin's backend): {server_seconds / (ROUNDS * PER_ROUND) * 1e6:8.1f} us/msg")
-        print(f"RATIO receive PostgreSQL / SQLite = {median['PostgreSQL'] / median['SQLite']:.2f}")
+        print(f"RATIO receive PostgreSQL / SQLite, {senders} sender(s) = {median['PostgreSQL'] / median['SQLite']:.2f}")
         cpu.ratios("PostgreSQL / SQLite", "PostgreSQL", "SQLite")
         for name, case in cases.items():
             assert rpc_of(case.node).call("custommsg-stats")["session"]["stored"] == done[name], name

@@ -61,7 +61,7 @@ def test_receive_rate(node_factory):
                                      plugin_paths(nullhook)),
     }
     cpu = CpuMeter()
-    rates, done = receive_rounds(rpc_of(sender), cases, MSG, ROUNDS, PER_ROUND, cpu)
+    rates, done = receive_rounds([rpc_of(sender)], cases, MSG, ROUNDS, PER_ROUND, cpu)
     median = report_rates(rates, ROUNDS, PER_ROUND)
     cpu.report("receiving node; plugin(s) = custommsg, or the do-nothing hook")
     floor = median["do-nothing hook"]

@@ -18,6 +18,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,12 +211,14 @@ def stored_by(node) -> Callable[[int], None]:
 
 
 def receive_rounds(
-    sender_rpc: PersistentRpc, cases: dict[str, Receiving], msg: str, rounds: int, per_round: int, cpu: CpuMeter,
+    senders: list[PersistentRpc], cases: dict[str, Receiving], msg: str, rounds: int, per_round: int, cpu: CpuMeter,
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Alternating rounds: the sender sends each case's receiver ``per_round`` copies of ``msg`` with native
-    sendcustommsg, as fast as one RPC connection goes; a round's rate is messages over the time until the
-    receiver handled the last. Round 0 warms up; the others are measured, inside ``cpu``'s window. Returns
-    the rates per case, and how many messages each receiver was sent."""
+    """Alternating rounds: the senders send each case's receiver ``per_round`` copies of ``msg`` in all with
+    native sendcustommsg, each as fast as its RPC connection goes, all at once (a thread each when there are
+    several: several peers flooding one node); a round's rate is messages over the time until the receiver
+    handled the last. Round 0 warms up; the others are measured, inside ``cpu``'s window. Returns the rates
+    per case, and how many messages each receiver was sent."""
+    shares = [per_round // len(senders) + (i < per_round % len(senders)) for i in range(len(senders))]
     done = dict.fromkeys(cases, 0)
     rates: dict[str, list[float]] = {name: [] for name in cases}
     for round_number in range(rounds + 1):
@@ -225,9 +228,17 @@ def receive_rounds(
                     measured.enter_context(case.beside())
                     measured.enter_context(cpu.window(name, case.node, case.plugins, per_round))
                 params = {"node_id": case.node.info["id"], "msg": msg}
+
+                def send(rpc: PersistentRpc, count: int, params: dict[str, str] = params) -> None:
+                    for _ in range(count):
+                        rpc.call("sendcustommsg", params)
+
                 started = time.perf_counter()
-                for _ in range(per_round):
-                    sender_rpc.call("sendcustommsg", params)
+                if len(senders) == 1:
+                    send(senders[0], per_round)
+                else:
+                    with ThreadPoolExecutor(len(senders)) as pool:
+                        list(pool.map(send, senders, shares))  # re-raises a sender's failure
                 case.until(done[name] + per_round)
                 rate = per_round / (time.perf_counter() - started)
             done[name] += per_round

@@ -59,6 +59,7 @@ from .errors import (
     CustomMsgError,
     ValidationError,
 )
+from .records import Decoded
 from .wire import (
     COMMANDO_TYPES,
     INTERNAL_TYPES,
@@ -698,13 +699,6 @@ KNOWN_TYPES: dict[int, str] = {
     63499: "hosted channels (bLIP-12 hc_update_fail_malformed_htlc)",
     63497: "hosted channels (bLIP-12 hc_error)",
 }
-
-
-@dataclass
-class Decoded:
-    name: str
-    fields: dict[str, Any] | None = None
-    error: str | None = None
 
 
 class Protocols:

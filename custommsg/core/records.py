@@ -7,9 +7,10 @@ machine is :data:`OUTBOX_MOVES`, which the store checks on every move. Nothing h
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from . import strictjson
@@ -89,6 +90,45 @@ class JsonRpcTag:
     kind: str
     method: str | None = None
     rpc_id: str | None = None
+
+
+@dataclass
+class Decoded:
+    """A registered protocol's reading of a message (``core.protocols``): its name, and its fields or why
+    they could not be read."""
+
+    name: str
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message to store, as a peer sent it: ``rpc`` if it is a bLIP-50 frame, ``decoded`` if a
+    registered protocol read it (its name and fields, or why they could not be read)."""
+
+    peer_id: str
+    payload: bytes
+    msg_type: int
+    received_at: float
+    rpc: JsonRpcTag | None = None
+    decoded: Decoded | None = None
+
+    def row(self) -> tuple[object, ...]:
+        name = fields = error = None
+        if self.decoded is not None:
+            name, error = self.decoded.name, self.decoded.error
+            fields = None if self.decoded.fields is None else json.dumps(self.decoded.fields, separators=(",", ":"))
+        rpc = astuple(self.rpc) if self.rpc else (None,) * 3
+        return (bytes.fromhex(self.peer_id), self.msg_type, self.payload, self.received_at, *rpc, name, fields, error)
+
+    def stored(self, created_index: int) -> StoredMessage:
+        decoded = self.decoded
+        return StoredMessage(
+            created_index, self.peer_id, self.msg_type, self.payload, self.received_at, self.rpc, None,
+            None if decoded is None else decoded.name, None if decoded is None else decoded.fields,
+            None if decoded is None else decoded.error,
+        )
 
 
 @dataclass(frozen=True)

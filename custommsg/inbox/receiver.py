@@ -9,6 +9,14 @@ notified (``custommsg_stored``) and offered to parked waits the same way.
 
 Runs on the main thread, once per message, before lightningd reads the peer's next
 one: it raises nothing it can avoid (the hook answers ``continue`` whatever happens).
+
+Group commit: lightningd writes a hook call for each peer's message as it comes
+(lightningd/plugin_hook.c: plugin_hook_call_), so while one commit is under way, calls
+from other peers gather in the pipe. With ``batched`` (the main loop's setting), a plain
+message is only admitted and held by :meth:`Receiver.receive`; :meth:`Receiver.settle`,
+which the loop calls when it has handled what it read, and before it writes any of the
+round's answers (``node.eventloop``), stores what was held in one transaction. The hook
+answers still follow the commit: they are written with the round's other writes.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from ..core.completion import WaiterRegistry
 from ..core.errors import StorageError
 from ..core.policy import GLOBAL_BUDGET, PEER_BUDGET, RATE, ReceiveLimiter, Verdict
 from ..core.protocols import Protocols
-from ..core.records import JsonRpcTag, StoredMessage
+from ..core.records import Decoded, Incoming, JsonRpcTag, StoredMessage
 from .counters import Counters
 
 if TYPE_CHECKING:
@@ -54,15 +62,37 @@ class Receiver:
         self.log = log
         self.protocols = protocols or Protocols()  # registered messages are stored with their fields
         self.malformed = 0  # payloads too short to have a type
+        self.batched = False  # hold plain messages for settle() (main loop only)
+        self._held: list[Incoming] = []
         self._storage_failing = False  # log a storage outage once, and its end once
 
     def receive(self, peer_id: str, raw: bytes, msg_type: int) -> None:
         """A message of a type the inbox keeps."""
-        if self.admit(peer_id, msg_type, len(raw)):
-            try:
-                self.keep(peer_id, raw, msg_type)
-            except StorageError:
-                pass  # counted and logged by keep()
+        if not self.admit(peer_id, msg_type, len(raw)):
+            return
+        if self.batched:
+            decoded = self._decode(raw, msg_type)
+            self._held.append(Incoming(peer_id, raw, msg_type, round(time.time(), 3), decoded=decoded))
+            return
+        try:
+            self.keep(peer_id, raw, msg_type)
+        except StorageError:
+            pass  # counted and logged by keep()
+
+    def settle(self) -> None:
+        """Store the messages :meth:`receive` held, in one transaction, then announce each; if they
+        cannot be stored, count each as dropped (cause ``storage``)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        try:
+            stored, dropped = self.store.inbox.add_messages(held, self.inbox_max, ("stored",))
+        except StorageError as exc:
+            for message in held:
+                self.counters.count(message.peer_id, message.msg_type, "dropped_storage", len(message.payload))
+            self._storage_failed(exc)
+            return
+        self._announce(stored, dropped, ("stored",))
 
     def admit(self, peer_id: str, msg_type: int, size: int, counted: bool = True) -> bool:
         """Count it as received (unless ``counted`` is False: an envelope counts when it is stored),
@@ -93,8 +123,8 @@ class Receiver:
     ) -> StoredMessage | None:
         """Store the message, count it, notify other plugins and wake waits; None if ``gate`` (run in
         the storing transaction) said no. StorageError, counted and logged, if it could not be stored."""
-        # Decoded before the transaction: decoding never raises, and its work is bounded by len(raw).
-        decoded = self.protocols.decode(raw) if msg_type in self.protocols.by_type else None
+        self.settle()  # what came before it is stored before it
+        decoded = self._decode(raw, msg_type)
         try:
             counted = ("received", "stored") if count_received else ("stored",)
             stored = self.store.inbox.add_message(
@@ -102,22 +132,35 @@ class Receiver:
             )
         except StorageError as exc:
             self.counters.count(peer_id, msg_type, "dropped_storage", len(raw))
-            if not self._storage_failing:
-                self._storage_failing = True
-                self.log(f"cannot store messages: {exc.message}", level="broken")
+            self._storage_failed(exc)
             raise
         if stored is None:
             return None
         message, dropped = stored
+        self._announce([message], dropped, counted)
+        return message
+
+    def _decode(self, raw: bytes, msg_type: int) -> Decoded | None:
+        """Before the transaction: decoding never raises, and its work is bounded by len(raw)."""
+        return self.protocols.decode(raw) if msg_type in self.protocols.by_type else None
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        if not self._storage_failing:
+            self._storage_failing = True
+            self.log(f"cannot store messages: {exc.message}", level="broken")
+
+    def _announce(self, stored: list[StoredMessage], dropped: list[tuple[str, int, int]],
+                  counted: tuple[str, ...]) -> None:
+        """Committed: count for the session (the store counted the totals, in the transaction that stored
+        them), notify other plugins, wake waits."""
         if self._storage_failing:
             self._storage_failing = False
             self.log("storing messages again", level="info")
-        # The store counted these in its totals already, in the transaction that stored the message.
         for counter in counted:
-            self.counters.count_session(counter, [(peer_id, msg_type, len(raw))])
+            self.counters.count_session(counter, [(m.peer_id, m.type, len(m.payload)) for m in stored])
         self.counters.count_session("dropped_retention", dropped)
         if len(self.limiter) > LIMITER_GC_AT:
             self.limiter.forget_idle()
-        self.notify(message.to_json())
-        self.waiters.offer(message)
-        return message
+        for message in stored:
+            self.notify(message.to_json())
+            self.waiters.offer(message)

@@ -18,6 +18,11 @@
   answers, notifications, method answers, log lines) is held and written at once
   before the loop waits again: one write, and one wake-up of lightningd, for a
   message's ``custommsg_stored`` notification and its hook answer together.
+* **Group commit**: before it writes a round's answers, and before it handles anything
+  but a hook call, the loop calls ``settle`` (``inbox.Receiver.settle``), which stores
+  the plain messages the hook calls held, in one transaction. Calls from several peers
+  that came in one read share one commit, each hook answer still goes out only after
+  its message is committed, and a method called after them finds them stored.
 * The main loop also keeps one **alarm** (:meth:`EventLoopPlugin.wake_at`): the
   receiver's delayed acknowledgements, due within milliseconds, go out from the loop
   itself when it rings, with no thread to wake.
@@ -36,8 +41,9 @@ lightningd's pipe (reading), the           main thread only
 ``AsyncRpc`` and its socket, the
 selector, ``fast_hooks``, the alarm; so
 ``Runtime.send_now`` and ``_send_from_loop``
-``Receiver`` (its rate limiter, its        main thread only: the hook, and the methods
-malformed count), ``LspsEndpoint`` but     that read them
+``Receiver`` (its rate limiter, its        main thread only: the hook, ``settle``, and
+malformed count, the messages it holds     the methods that read them
+for ``settle``), ``LspsEndpoint`` but
 its calls and muted peers
 lightningd's pipe (writing)                any thread, under ``Plugin.write_lock``
                                            (``seam.answer`` and ``write_*`` take it)
@@ -110,6 +116,8 @@ class EventLoopPlugin(SeamPlugin):
         self.wants_type: Callable[[int], bool] = lambda msg_type: True
         # The alarm: wake_at(t) has alarm() called at time.monotonic() t; it returns its next time.
         self.alarm: Callable[[], float | None] = lambda: None
+        # Group commit: store what this round's hook calls held, before the round's answers are written.
+        self.settle: Callable[[], None] = lambda: None
         self._alarm_at: float | None = None
         self._held: list[bytes] | None = None  # the main thread's writes this round (serve() sets it)
         self._loop_thread: int | None = None
@@ -157,6 +165,12 @@ class EventLoopPlugin(SeamPlugin):
         if later is not None:
             self.wake_at(later)
 
+    def _settle(self) -> None:
+        try:
+            self.settle()
+        except Exception:
+            self.log(f"custommsg: storing a round's messages: {traceback.format_exc()}", level="warn")
+
     def write_raw(self, data: bytes) -> None:
         if self._held is not None and threading.get_ident() == self._loop_thread:
             self._held.append(data)  # written before the loop waits again (_release)
@@ -173,6 +187,7 @@ class EventLoopPlugin(SeamPlugin):
         try:
             self._serve(stdin)
         finally:
+            self._settle()
             self._release()  # a shutdown leaves by SystemExit: what it answered still goes
             self._held = None
 
@@ -191,6 +206,7 @@ class EventLoopPlugin(SeamPlugin):
                     messages, partial = split_frames(partial + chunk)
                     for message in messages:
                         self._handle(message)
+                    self._settle()
                 elif self.async_rpc is not None and key.fileobj is self.async_rpc.sock:
                     # Not when handling stdin earlier in this round lost (or replaced) the socket.
                     if events & selectors.EVENT_READ:
@@ -213,6 +229,7 @@ class EventLoopPlugin(SeamPlugin):
         try:
             if self.fast_hooks and self._fast_dispatch(message):
                 return
+            self._settle()  # a method or notification after hook calls sees their messages stored
             if b'"rpc_command"' in message:
                 # The guard must see which strings were written with escapes.
                 self.dispatch_decoded(loads_marking_escapes(message))

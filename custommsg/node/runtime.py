@@ -211,6 +211,8 @@ class Runtime:
         """Main thread, once, at the end of init: the threads start, and the work a start owes begins."""
         self.plugin.attach_rpc(self.async_rpc)
         self.plugin.alarm = self.acked.owed_acks
+        self.plugin.settle = self.receiver.settle
+        self.receiver.batched = True
         if self.outbox.recover():
             self.plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
         self.sender.start()
@@ -225,6 +227,8 @@ class Runtime:
         )
 
     def stop(self) -> None:
+        """Main thread (the shutdown notification): what the round held is stored before the store closes."""
+        self.receiver.settle()
         self.timer.stop()
         self.sender.stop()
         self.store.close()

@@ -41,15 +41,20 @@ class CounterQueries:
     def flush_into(self, db: Db) -> Counter[CounterKey]:
         """Inside a transaction: write the pending counts and the transaction's own; :meth:`written`
         forgets the pending ones once it commits."""
-        flushed = Counter(self._pending)
-        writing = flushed + self._here
-        if writing:
+        flushed, rows = self.to_write()
+        if rows:
             db.executemany(
                 "INSERT INTO counters (peer_id, type, name, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count",
-                [(bytes.fromhex(p), t, n, c) for (p, t, n), c in writing.items()],
+                rows,
             )
         return flushed
+
+    def to_write(self) -> tuple[Counter[CounterKey], list[tuple[bytes, int, str, int]]]:
+        """Inside a transaction: the pending counts (for :meth:`written`), and the rows to add, the
+        transaction's own counts with them: (peer_id, type, name, count), one per key."""
+        flushed = Counter(self._pending)
+        return flushed, [(bytes.fromhex(p), t, n, c) for (p, t, n), c in (flushed + self._here).items()]
 
     def written(self, flushed: Counter[CounterKey]) -> None:
         self._pending.subtract(flushed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from ..core.dsn import SCHEMA, is_postgres, password_of, redacted
@@ -77,7 +77,7 @@ class Store:
     def _storage_error(self, exc: BaseException, what: str | None) -> StorageError:
         """The one place an engine's error becomes a StorageError."""
         prefix = what or f"custommsg database {self.path}"
-        cause = str(exc).strip()
+        cause = " ".join(str(exc).split())  # one line: libpq's texts run over several
         if self._password:
             cause = cause.replace(self._password, "***")  # were a driver ever to quote it back
         return StorageError(f"{prefix}: {cause}", {"path": self.path})
@@ -108,17 +108,19 @@ class Store:
                 self._engine.set_schema_version(number + 1)
 
     @contextmanager
-    def transaction(self, what: str | None = None) -> Iterator[Db]:
+    def transaction(self, what: str | None = None, pipelined: bool = False) -> Iterator[Db]:
         """All or nothing, behind the lock; the counts not yet written go in with it. One context
-        manager, not nested ones: it wraps every message stored."""
+        manager, not nested ones: it wraps every message stored. ``pipelined``: the engine may send
+        the statements together, from BEGIN to COMMIT (``insert_many`` keys are read after the end)."""
         engine = self._engine
         with self.lock:
             try:
-                engine.begin()
                 try:
-                    yield engine
-                    flushed = self.counters.flush_into(engine)
-                    engine.commit()
+                    with engine.pipelined() if pipelined else nullcontext():
+                        engine.begin()
+                        yield engine
+                        flushed = self.counters.flush_into(engine)
+                        engine.commit()
                 except BaseException:
                     engine.rollback()
                     raise
@@ -127,6 +129,26 @@ class Store:
             finally:
                 self.counters.transaction_ended()
             self.counters.written(flushed)
+
+    @property
+    def rounds_in_one_statement(self) -> bool:
+        """Whether the engine stores a round of messages with their counts in one statement
+        (:meth:`store_round`): PostgreSQL, where each statement is a round trip to the server."""
+        return isinstance(self._engine, postgres.PostgresEngine)
+
+    def store_round(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Behind the lock, after ``counters.count_here`` for each: insert the inbox ``rows`` with every
+        count (pending and the round's own) in one statement, all or nothing; the new keys, in order."""
+        assert isinstance(self._engine, postgres.PostgresEngine)
+        with self.lock:
+            try:
+                flushed, counts = self.counters.to_write()
+                with self._wrapped():
+                    keys = self._engine.store_round(rows, counts)
+            finally:
+                self.counters.transaction_ended()
+            self.counters.written(flushed)
+        return keys
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.lock, self._wrapped():

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import astuple
 from typing import TYPE_CHECKING
 
-from ..core.protocols import Decoded
-from ..core.records import ALL, JsonRpcTag, Page, StoredMessage
+from ..core.records import ALL, Decoded, Incoming, JsonRpcTag, Page, StoredMessage
 from .query import INBOX_COLUMNS as COLUMNS
 from .query import Db, message_from_row, where
 
@@ -21,6 +18,12 @@ if TYPE_CHECKING:
 MAX_UNANSWERED_PER_PEER = 100
 MAX_UNANSWERED = 1000
 PER_PEER, IN_ALL = "lsps_requests_per_peer", "lsps_requests"
+
+
+_INSERT = (
+    "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, name, fields, "
+    "decode_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class RequestRoom:
@@ -72,40 +75,58 @@ class InboxQueries:
         transaction too: the totals never lag the rows. ``decoded``: a registered protocol's
         name and fields (or decode error), stored beside the payload.
         """
-        name = fields = error = None
-        if decoded is not None:
-            name, error = decoded.name, decoded.error
-            fields = None if decoded.fields is None else json.dumps(decoded.fields, separators=(",", ":"))
+        message = Incoming(peer_id, payload, msg_type, received_at, rpc, decoded)
         with self.store.transaction() as db:
             if gate is not None and not gate(db):
                 return None
-            created_index = db.insert(
-                "INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, name, fields, "
-                "decode_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (bytes.fromhex(peer_id), msg_type, payload, received_at, *(astuple(rpc) if rpc else (None,) * 3),
-                 name, fields, error),
-            )
-            count = self.count + 1
-            dropped: list[tuple[str, int, int]] = []
-            if count > inbox_max:
-                rows = db.execute(
-                    "DELETE FROM inbox WHERE created_index IN "
-                    "(SELECT created_index FROM inbox ORDER BY created_index LIMIT ?) "
-                    "RETURNING peer_id, type, length(payload)",
-                    (count - inbox_max,),
-                ).fetchall()
-                dropped = [(bytes(p).hex(), t, size) for p, t, size in rows]
-                count -= len(dropped)
-            for counter in counted:
-                self.store.counters.count_here(peer_id, msg_type, counter, len(payload))
-            for p, t, size in dropped:
-                self.store.counters.count_here(p, t, "dropped_retention", size)
+            keys, dropped, count = self._add(db, [message], inbox_max, counted)
         self.count = count
-        message = StoredMessage(
-            created_index, peer_id, msg_type, payload, received_at, rpc, None, name,
-            None if decoded is None else decoded.fields, error,
-        )
-        return message, dropped
+        return message.stored(keys()[0]), dropped
+
+    def add_messages(
+        self, messages: list[Incoming], inbox_max: int, counted: tuple[str, ...] = (),
+    ) -> tuple[list[StoredMessage], list[tuple[str, int, int]]]:
+        """Store several messages in one transaction, in order, as :meth:`add_message` stores one: a round
+        of hook calls from many peers, committed once. The statements go to the server together
+        (``Store.transaction(pipelined=True)``): one round trip, unless room must be made. On PostgreSQL,
+        when no room is needed, they are one statement (``Store.store_round``)."""
+        if self.store.rounds_in_one_statement and self.count + len(messages) <= inbox_max:
+            with self.store.lock:
+                for message in messages:
+                    for counter in counted:
+                        self.store.counters.count_here(message.peer_id, message.msg_type, counter,
+                                                       len(message.payload))
+                given = self.store.store_round([message.row() for message in messages])
+            self.count += len(messages)
+            return [message.stored(key) for message, key in zip(messages, given, strict=True)], []
+        with self.store.transaction(pipelined=True) as db:
+            keys, dropped, count = self._add(db, messages, inbox_max, counted)
+        self.count = count
+        return [message.stored(key) for message, key in zip(messages, keys(), strict=True)], dropped
+
+    def _add(
+        self, db: Db, messages: list[Incoming], inbox_max: int, counted: tuple[str, ...],
+    ) -> tuple[Callable[[], list[int]], list[tuple[str, int, int]], int]:
+        """Inside a transaction: insert ``messages``, drop the oldest beyond ``inbox_max``, count both.
+        Returns the new keys (to read once the transaction ended), the drops, and the count of messages."""
+        keys = db.insert_many(_INSERT, [message.row() for message in messages])
+        count = self.count + len(messages)
+        dropped: list[tuple[str, int, int]] = []
+        if count > inbox_max:
+            rows = db.execute(
+                "DELETE FROM inbox WHERE created_index IN "
+                "(SELECT created_index FROM inbox ORDER BY created_index LIMIT ?) "
+                "RETURNING peer_id, type, length(payload)",
+                (count - inbox_max,),
+            ).fetchall()
+            dropped = [(bytes(p).hex(), t, size) for p, t, size in rows]
+            count -= len(dropped)
+        for message in messages:
+            for counter in counted:
+                self.store.counters.count_here(message.peer_id, message.msg_type, counter, len(message.payload))
+        for p, t, size in dropped:
+            self.store.counters.count_here(p, t, "dropped_retention", size)
+        return keys, dropped, count
 
     def list_messages(
         self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL, method: str | None = None,

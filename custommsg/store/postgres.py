@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ..core.dsn import redacted
@@ -61,6 +62,37 @@ def postgres_dialect(sql: str) -> str:
 MIGRATIONS_PG: Sequence[str] = tuple(postgres_dialect(migration) for migration in MIGRATIONS)
 
 
+# A round of messages stored, and their counts, in one statement: so in one round trip and one
+# commit, with no BEGIN and COMMIT of their own (a statement is a transaction). Rows are listed in
+# VALUES, in the order given; identity values are drawn as rows are inserted, in that order, so the
+# keys, sorted, are the rows' in that order. The counters' rows are distinct keys (ON CONFLICT may
+# touch a row once per statement). {inbox} and {counters}: that many rows of placeholders.
+_STORE_ROUND = """
+WITH counted AS (
+    INSERT INTO counters (peer_id, type, name, count) VALUES {counters}
+    ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count
+)
+INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, name, fields, decode_error)
+VALUES {inbox}
+RETURNING created_index
+"""
+_STORE_ROUND_UNCOUNTED = """
+INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, name, fields, decode_error)
+VALUES {inbox}
+RETURNING created_index
+"""
+_INBOX_ROW = f"(%s::bytea, %s::bigint, %s::bytea, %s::float8, {', '.join(['%s::text'] * 6)})"
+_COUNTER_ROW = "(%s::bytea, %s::bigint, %s::text, %s::bigint)"
+
+
+def store_round_sql(rows: int, counts: int) -> str:
+    """The statement for ``rows`` messages and ``counts`` counter rows (psycopg's placeholders)."""
+    inbox = ", ".join([_INBOX_ROW] * rows)
+    if not counts:
+        return _STORE_ROUND_UNCOUNTED.format(inbox=inbox)
+    return _STORE_ROUND.format(inbox=inbox, counters=", ".join([_COUNTER_ROW] * counts))
+
+
 def _psycopg() -> Any:
     import psycopg  # only a node whose store is on PostgreSQL needs the driver
 
@@ -89,11 +121,13 @@ class PostgresEngine:
         self._clock = clock
         self._psycopg = _psycopg()
         self._sql: dict[str, str] = {}
+        self._rounds: dict[tuple[int, int], str] = {}  # store_round's statements, by shape
         self._next_attempt = 0.0
         self._retry_after = RECONNECT_EVERY
         self._in_transaction = False  # a connection lost inside one is not replaced until it ends
         self._db: Any = None
         self._db = self._connect()
+        self._pipelines = bool(self._psycopg.Pipeline.is_supported())
 
     def describe(self) -> str:
         return f"PostgreSQL {redacted(self.url)} schema {self.schema}"
@@ -150,6 +184,36 @@ class PostgresEngine:
         assert match is not None and match.group(1) in KEY_COLUMNS, sql
         row = self.execute(f"{sql} RETURNING {KEY_COLUMNS[match.group(1)]}", args).fetchone()
         return int(row[0])
+
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> Callable[[], list[int]]:
+        """:meth:`insert` for each row, in order; returns what reads their keys, to be called once the
+        transaction ended: inside a :meth:`pipelined` one, nothing waits for them before its end."""
+        match = _INSERT_INTO.match(sql)
+        assert match is not None and match.group(1) in KEY_COLUMNS, sql
+        returning = f"{sql} RETURNING {KEY_COLUMNS[match.group(1)]}"
+        cursors = [self.execute(returning, row) for row in rows]
+        return lambda: [int(cursor.fetchone()[0]) for cursor in cursors]
+
+    def store_round(self, rows: list[tuple[Any, ...]], counts: list[tuple[Any, ...]]) -> list[int]:
+        """Insert inbox ``rows`` (``store.inbox``'s column order) and add ``counts`` (peer_id, type, name,
+        count: distinct keys) to the counters, all or nothing, in one statement; the new keys, in order."""
+        shape = (len(rows), len(counts))
+        sql = self._rounds.get(shape)
+        if sql is None:
+            sql = self._rounds[shape] = store_round_sql(*shape)
+        args = [value for row in counts for value in row] + [value for row in rows for value in row]
+        return sorted(int(row[0]) for row in self._connection().execute(sql, args).fetchall())
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Gather the statements inside, and send them (a transaction's, from BEGIN to COMMIT) in one
+        round trip: libpq's pipeline mode. A read inside sends what was gathered, and waits."""
+        db = self._connection()
+        if not self._pipelines:  # libpq older than 14: one statement at a time, as outside
+            yield
+            return
+        with db.pipeline():
+            yield
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with self._connection().cursor() as cursor:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .migrations import MIGRATIONS
@@ -51,8 +52,17 @@ class SqliteEngine:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> Callable[[], list[int]]:
+        """:meth:`insert` for each row, in order; returns what gives their keys (already known here)."""
+        keys = [self.insert(sql, row) for row in rows]
+        return lambda: keys
+
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._db.executemany(sql, rows)
+
+    def pipelined(self) -> AbstractContextManager[None]:
+        """Statements go to the file as they come: nothing to gather."""
+        return nullcontext()
 
     def begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write

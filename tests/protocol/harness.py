@@ -737,6 +737,20 @@ class FakeLightningd:
         n = next(self._ids)
         return self.send_request("custommsg", {"payload": payload, "peer_id": peer_id}, f"cln:custommsg#{n}")
 
+    def custommsg_round(self, messages: list[tuple[str, str]]) -> list[PendingCall]:
+        """Hook calls for several (peer, payload) written at once, as lightningd writes the calls for
+        messages from several peers that came while the plugin was busy: the plugin reads them in one go."""
+        calls, text = [], []
+        with self._cond:
+            for peer_id, payload in messages:
+                request_id = f"cln:custommsg#{next(self._ids)}"
+                calls.append(PendingCall("custommsg", request_id))
+                self._pending[request_id] = calls[-1]
+                text.append(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "custommsg",
+                                        "params": {"payload": payload, "peer_id": peer_id}}))
+        self.write_raw("\n\n".join(text))
+        return calls
+
     def custommsg(self, peer_id: str, payload: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """A message from ``peer_id`` arrives: the custommsg hook; returns (and records) its answer."""
         pending = self.start_custommsg(peer_id, payload)

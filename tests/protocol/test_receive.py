@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -479,3 +480,60 @@ def test_seconds_of_infinity_are_refused(ld: FakeLightningd, method: str, params
     error = ld.start_call_raw(method, params).error()
     assert error.code == 3310 and error.data["param"] in ("timeout", "ttl")
     assert ld.call("custommsg-outbox")["outbox"] == []
+
+
+def test_hook_calls_read_together_are_stored_together_in_order(ld: FakeLightningd) -> None:
+    """Hook calls from several peers that the plugin reads in one go (lightningd writes each as its message
+    comes) are stored in one transaction, in the order written; each is answered continue, notified,
+    counted, and a method written right after them finds them stored."""
+    sent = [(peer, payload(0x8001, f"{peer[:4]}-{i}")) for i in range(4) for peer in (PEER_A, PEER_B)]
+    calls = ld.custommsg_round(sent)
+    listed = ld.call("custommsg-list")["messages"]  # written after the calls: read after they were stored
+    assert [c.wait_response()["result"] for c in calls] == [{"result": "continue"}] * len(sent)
+    assert [(m["created_index"], m["peer_id"], m["payload"]) for m in listed] == [
+        (i, peer, hexmsg) for i, (peer, hexmsg) in enumerate(sent, start=1)
+    ]
+    stored = ld.wait_notification("custommsg_stored", lambda n: n["params"]["created_index"] == len(sent))
+    assert stored["params"]["payload"] == sent[-1][1]
+    assert [n["params"]["created_index"] for n in ld.notifications if n["method"] == "custommsg_stored"] == list(
+        range(1, len(sent) + 1))
+    stats = ld.call("custommsg-stats")
+    assert stats["total"]["stored"] == stats["session"]["stored"] == len(sent)
+
+
+@pytest.mark.sqlite_only
+def test_hook_answers_of_a_round_follow_its_commit(ld: FakeLightningd) -> None:
+    """No hook call of a round is answered before the round's messages are committed: each answer, as it
+    arrives, finds every message of the round in the database file, read by another connection."""
+    path = os.path.join(ld.lightning_dir, "custommsg", "custommsg.sqlite3")
+    ld.custommsg(PEER_A, payload(0x8001, "first"))  # the file exists
+    for round_number in range(5):
+        sent = [(peer, payload(0x8003, f"{round_number}-{i}")) for i in range(10) for peer in (PEER_A, PEER_B)]
+        calls = ld.custommsg_round(sent)
+        calls[0].wait_response()
+        reader = sqlite3.connect(path)
+        try:
+            (count,) = reader.execute("SELECT COUNT(*) FROM inbox").fetchone()
+        finally:
+            reader.close()
+        assert count == 1 + (round_number + 1) * len(sent)
+        for call in calls:
+            call.wait_response()
+
+
+@needs_prlimit
+@file_outage
+def test_a_round_that_cannot_be_stored_is_counted_dropped(ld: FakeLightningd) -> None:
+    """A round of hook calls whose transaction fails: every call is still answered continue, each message is
+    counted in dropped.storage, the outage is logged once, and the next round is stored."""
+    ld.allowed_logs.append("cannot store messages")
+    sent = [(peer, payload(0x8001, str(i))) for i in range(3) for peer in (PEER_A, PEER_B)]
+    with storage_outage(ld):
+        calls = ld.custommsg_round(sent)
+        assert [c.wait_response()["result"] for c in calls] == [{"result": "continue"}] * len(sent)
+        assert len(ld.log_lines("cannot store messages")) == 1
+    for call in ld.custommsg_round(sent):
+        assert call.wait_response()["result"] == {"result": "continue"}
+    assert [m["created_index"] for m in messages(ld)] == list(range(1, len(sent) + 1))
+    stats = ld.call("custommsg-stats")
+    assert stats["total"]["dropped"]["storage"] == len(sent) and stats["total"]["stored"] == len(sent)

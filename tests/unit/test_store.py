@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from custommsg.core import errors
+from custommsg.core.completion import WaiterRegistry
 from custommsg.core.errors import StorageError
-from custommsg.core.records import JsonRpcTag, Page, StoredMessage
+from custommsg.core.policy import Budget, ReceiveLimiter
+from custommsg.core.records import Decoded, Incoming, JsonRpcTag, Page, StoredMessage
+from custommsg.inbox.counters import Counters
+from custommsg.inbox.receiver import Receiver
 from custommsg.store.database import Store
 from custommsg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -51,6 +55,51 @@ def test_add_message_assigns_increasing_1_based_indexes(store: Store) -> None:
         StoredMessage(2, B, 32771, b"\x80\x03", 11.0),
         StoredMessage(3, A, 32769, b"\x80\x01", 1.0),
     ]
+
+
+def test_add_messages_stores_a_round_in_order_in_one_transaction(store: Store) -> None:
+    # given one message stored; when a round of three from two peers is stored at once
+    add(store, A, b"\x80\x01zero")
+    round_ = [Incoming(B, b"\x80\x01b1", 32769, 2.0), Incoming(A, b"\x80\x03a1", 32771, 2.5),
+              Incoming(B, b"\x80\x01b2", 32769, 3.0, decoded=Decoded("ping", {"n": 1}))]
+    stored, dropped = store.inbox.add_messages(round_, BIG, ("stored",))
+    # then they get the next indexes in the order given, with what the store keeps of each, and are counted
+    assert dropped == []
+    assert stored == [
+        StoredMessage(2, B, 32769, b"\x80\x01b1", 2.0), StoredMessage(3, A, 32771, b"\x80\x03a1", 2.5),
+        StoredMessage(4, B, 32769, b"\x80\x01b2", 3.0, name="ping", fields={"n": 1}),
+    ]
+    assert store.inbox.list_messages()[1:] == stored
+    assert store.inbox.count == 4
+    assert store.counters.totals() == {
+        (B, 32769): Counter({"stored": 2, "stored_bytes": 8}), (A, 32771): Counter({"stored": 1, "stored_bytes": 4}),
+    }
+
+
+def test_add_messages_makes_room_for_the_whole_round(store: Store) -> None:
+    # given inbox_max=3 and two stored; when a round of three arrives; then the two oldest go, counted
+    add(store, A, b"\x80\x01")
+    add(store, A, b"\x80\x03")
+    stored, dropped = store.inbox.add_messages([Incoming(B, bytes([0x80, n]), 0x8000 + n, 2.0) for n in (5, 7, 9)], 3)
+    assert [m.created_index for m in stored] == [3, 4, 5]
+    assert dropped == [(A, 32769, 2), (A, 32771, 2)]
+    assert indexes(store.inbox.list_messages()) == [3, 4, 5]
+    assert store.inbox.count == 3
+    assert store.counters.totals()[(A, 32769)] == Counter({"dropped_retention": 1, "dropped_retention_bytes": 2})
+
+
+def test_add_messages_is_all_or_nothing(store: Store) -> None:
+    # given a round whose last message the driver refuses (a payload no column can hold)
+    add(store, A, b"\x80\x01")
+    round_ = [Incoming(B, b"\x80\x01ok", 32769, 2.0), Incoming(B, [0x80, 0x01], 32769, 2.0)]  # type: ignore[arg-type]
+    with pytest.raises(StorageError):
+        store.inbox.add_messages(round_, BIG, ("stored",))
+    # then nothing of it is stored or counted, and the next round goes on from there
+    assert indexes(store.inbox.list_messages()) == [1]
+    assert store.inbox.count == 1
+    assert store.counters.totals() == {}
+    stored, _ = store.inbox.add_messages([Incoming(B, b"\x80\x01ok", 32769, 2.0)], BIG)
+    assert store.inbox.list_messages()[1:] == stored
 
 
 INBOX = [  # created_index: (peer, payload)
@@ -478,3 +527,72 @@ def test_migration_from_version_2_keeps_messages_untagged(db_path: str) -> None:
     assert store.inbox.list_messages() == [StoredMessage(1, A, 37913, REQUEST, 5.0)]
     assert store.inbox.list_messages(method="lsps0.list_protocols") == []
     store.close()
+
+
+# -- the receiver's group commit ---------------------------------------------------
+
+
+def batched_receiver(store: Store, notified: list[dict[str, object]], logged: list[str]) -> Receiver:
+    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), BIG,
+                        notify=notified.append, log=lambda text, **kwargs: logged.append(text))
+    receiver.batched = True
+    return receiver
+
+
+def test_batched_receiver_stores_what_it_held_when_settled(store: Store) -> None:
+    # given a receiver in the main loop's group commit
+    notified: list[dict[str, object]] = []
+    receiver = batched_receiver(store, notified, [])
+    # when three messages from two peers arrive in one round: they are held, counted as received only
+    for peer, body in ((A, b"a1"), (B, b"b1"), (A, b"a2")):
+        receiver.receive(peer, b"\x80\x01" + body, 32769)
+    assert store.inbox.list_messages() == [] and notified == []
+    # then the loop's settle stores them in arrival order, counts them, and notifies each in turn
+    receiver.settle()
+    assert [(m.created_index, m.peer_id, m.payload) for m in store.inbox.list_messages()] == [
+        (1, A, b"\x80\x01a1"), (2, B, b"\x80\x01b1"), (3, A, b"\x80\x01a2")]
+    assert [n["created_index"] for n in notified] == [1, 2, 3]
+    assert receiver.counters.report(A, None)["session"]["stored"] == 2
+    assert store.counters.totals()[(A, 32769)] == Counter(
+        {"received": 2, "stored": 2, "received_bytes": 8, "stored_bytes": 8})
+    receiver.settle()  # nothing held: nothing happens
+    assert len(notified) == 3
+
+
+def test_a_message_kept_on_its_own_comes_after_the_held_ones(store: Store) -> None:
+    # given a plain message held; when an envelope's message is kept (acked delivery: at once)
+    receiver = batched_receiver(store, [], [])
+    receiver.receive(A, b"\x80\x01held", 32769)
+    kept = receiver.keep(B, b"\x80\x01kept", 32769)
+    # then the held one was stored first: the inbox keeps arrival order
+    assert kept is not None and kept.created_index == 2
+    assert [m.payload for m in store.inbox.list_messages()] == [b"\x80\x01held", b"\x80\x01kept"]
+
+
+def refuse_writes(store: Store, refused: bool) -> None:
+    """Make the store's own connection read-only (or writable again): its reads go on, its writes fail."""
+    if store.describe().startswith("PostgreSQL"):
+        store.read(f"SELECT set_config('default_transaction_read_only', '{'on' if refused else 'off'}', false)")
+    else:
+        store.read(f"PRAGMA query_only = {'ON' if refused else 'OFF'}")
+
+
+def test_a_held_round_that_cannot_be_stored_counts_each_dropped(store: Store) -> None:
+    # given three held messages; when the database refuses to write them
+    logged: list[str] = []
+    receiver = batched_receiver(store, [], logged)
+    for body in (b"1", b"2", b"3"):
+        receiver.receive(A, b"\x80\x01" + body, 32769)
+    refuse_writes(store, True)
+    receiver.settle()
+    # then each is counted in dropped.storage, the outage is logged once, and nothing is held any more
+    assert receiver.counters.report(A, None)["session"]["dropped"]["storage"] == 3
+    assert len([line for line in logged if "cannot store messages" in line]) == 1
+    refuse_writes(store, False)
+    receiver.settle()
+    assert store.inbox.list_messages() == []
+    receiver.receive(A, b"\x80\x01again", 32769)
+    receiver.settle()
+    assert [m.payload for m in store.inbox.list_messages()] == [b"\x80\x01again"]
+    assert logged[-1] == "storing messages again"
+    assert store.counters.totals()[(A, 32769)]["dropped_storage"] == 3
