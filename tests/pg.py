@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -66,6 +67,60 @@ def server() -> Iterator[tuple[str, str | None]]:
         yield url, directory
     finally:
         subprocess.run([str(PGSERVER), "remove", directory], check=False, capture_output=True)
+
+
+class OwnServer:
+    """A PostgreSQL server of this test's own, to stop and start."""
+
+    def __init__(self) -> None:
+        reason = why_no_server()
+        if reason:
+            unavailable(reason)
+        self.directory = tempfile.mkdtemp(prefix="custommsg-pg-", dir="/var/tmp")
+        self.url = self._run("start")
+
+    def _run(self, command: str) -> str:
+        return subprocess.run([str(PGSERVER), command, self.directory], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def start(self) -> None:
+        self._run("start")
+
+    def remove(self) -> None:
+        try:
+            self.resume()  # a test that failed while it was paused
+        except OSError:
+            pass
+        self._run("remove")
+
+    def _processes(self) -> list[int]:
+        """The server's processes: the postmaster (its pid file's first line) and its children."""
+        with open(os.path.join(self.directory, "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                            children.append(int(entry))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return [postmaster, *children]
+
+    def pause(self) -> None:
+        """A silent server: every process stopped (SIGSTOP). The kernel still accepts connections and
+        acknowledges what is sent; nothing answers."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
 
 
 def fresh_schema() -> str:

@@ -125,7 +125,10 @@ class OverBudget(TransientError):
 
 
 class StorageError(CustomMsgError):
-    """The database could not be opened, read or written."""
+    """The database could not be opened, read or written. ``unsure``: a write whose answer was lost after it
+    went to the server, which may have committed it (a connection lost, or a silent server given up on)."""
 
-    def __init__(self, message: str, data: dict[str, Any] | None = None):
+    def __init__(self, message: str, data: dict[str, Any] | None = None, unsure: bool = False):
         super().__init__(STORAGE_ERROR, message, data)
+        self.unsure = unsure
+        self.unsure_counts: Any = None  # an unsure write's counts, set aside until its outcome is known

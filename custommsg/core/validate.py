@@ -9,6 +9,7 @@ layer above. Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 from collections.abc import Callable
@@ -90,6 +91,18 @@ def decode_message_hex(value: Any) -> Message:
     return parse_message(decode_hex(value))
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_public_key(raw: bytes) -> bool:
+    """The 02/03 prefix, then that the point is on the curve. Remembered: the guard and custommsg-send
+    check the same few peers' ids on every send, and a curve check costs more than the rest of a send's
+    checks together."""
+    try:
+        PublicKey(raw)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def parse_node_id(value: Any, name: str = "node_id") -> str:
     """A node id is a 33-byte compressed secp256k1 point, as 66 hex digits.
 
@@ -108,9 +121,7 @@ def parse_node_id(value: Any, name: str = "node_id") -> str:
             {"reason": "not 33 bytes of hex"},
         )
     raw = bytes.fromhex(value)
-    try:
-        PublicKey(raw)  # checks the 02/03 prefix, then that the point is on the curve
-    except (ValueError, TypeError):
+    if not _is_public_key(raw):
         reason = "prefix" if raw[0] not in (2, 3) else "not on curve"
         raise ValidationError(
             INVALID_NODE_ID,

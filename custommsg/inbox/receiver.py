@@ -64,6 +64,9 @@ class Receiver:
         self.malformed = 0  # payloads too short to have a type
         self.batched = False  # hold plain messages for settle() (main loop only)
         self._held: list[Incoming] = []
+        # Rounds whose commit went unanswered, with the pending counts the write took along: found stored
+        # once the store answers again, or counted as dropped (and the counts pending again).
+        self._unsure: list[tuple[list[Incoming], Any]] = []
         self._storage_failing = False  # log a storage outage once, and its end once
 
     def receive(self, peer_id: str, raw: bytes, msg_type: int) -> None:
@@ -88,11 +91,38 @@ class Receiver:
         try:
             stored, dropped = self.store.inbox.add_messages(held, self.inbox_max, ("stored",))
         except StorageError as exc:
-            for message in held:
-                self.counters.count(message.peer_id, message.msg_type, "dropped_storage", len(message.payload))
+            if exc.unsure:
+                self._unsure.append((held, exc.unsure_counts))  # counted once the store says which were committed
+            else:
+                self._count_dropped(held)
             self._storage_failed(exc)
             return
         self._announce(stored, dropped, ("stored",))
+
+    def _count_dropped(self, messages: list[Incoming]) -> None:
+        for message in messages:
+            self.counters.count(message.peer_id, message.msg_type, "dropped_storage", len(message.payload))
+
+    def _settle_unsure(self) -> None:
+        """The store answers again: a round whose commit went unanswered is announced if it was stored
+        (its counts were committed with it), else counted as dropped (and what it took along is pending
+        again). One statement wrote each round: all of it is there, or none."""
+        unsure, self._unsure = self._unsure, []
+        for number, (messages, counts) in enumerate(unsure):
+            try:
+                found = [stored for stored in self.store.inbox.find_stored(messages) if stored is not None]
+            except StorageError:
+                self._unsure = unsure[number:] + self._unsure
+                return
+            if not found:
+                self._count_dropped(messages)
+                if counts:
+                    self.store.counters.restore(counts)
+                continue
+            for stored in found:
+                self.counters.count_session("stored", [(stored.peer_id, stored.type, len(stored.payload))])
+                self.notify(stored.to_json())
+                self.waiters.offer(stored)
 
     def admit(self, peer_id: str, msg_type: int, size: int, counted: bool = True) -> bool:
         """Count it as received (unless ``counted`` is False: an envelope counts when it is stored),
@@ -156,6 +186,8 @@ class Receiver:
         if self._storage_failing:
             self._storage_failing = False
             self.log("storing messages again", level="info")
+        if self._unsure:
+            self._settle_unsure()
         for counter in counted:
             self.counters.count_session(counter, [(m.peer_id, m.type, len(m.payload)) for m in stored])
         self.counters.count_session("dropped_retention", dropped)

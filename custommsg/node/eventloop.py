@@ -1,4 +1,4 @@
-"""The plugin's three threads, what each may touch, and the main loop.
+"""The plugin's threads (three, and a fourth on PostgreSQL), what each may touch, and the main loop.
 
 * The **main thread** runs :class:`EventLoopPlugin`: it waits on lightningd's pipe
   and on one long-lived RPC socket (``rpcclient.AsyncRpc``). It answers both hooks
@@ -26,6 +26,10 @@
 * The main loop also keeps one **alarm** (:meth:`EventLoopPlugin.wake_at`): the
   receiver's delayed acknowledgements, due within milliseconds, go out from the loop
   itself when it rings, with no thread to wake.
+* On PostgreSQL, the **watch thread** (:class:`WatchThread`) calls the store's ``watch``
+  four times a second: it ends a call that waited on the server too long (a silent server
+  would otherwise hold the main thread, and every peer's messages, behind it), and opens a
+  lost connection again, so no other thread ever waits on a connect. It takes no lock.
 * The **timer thread** (:class:`TimerThread`) ends every parked wait at its deadline
   (``custommsg-wait``, ``-request``, ``-outbox-wait``, bLIP-50 calls: one
   ``WaiterRegistry``), sleeping until the earliest one, and once a second runs the
@@ -96,9 +100,11 @@ _REQUEST_HEAD = re.compile(_HEAD + rb'"([A-Za-z0-9_.:-]+)"')
 _HOOK_CALL = re.compile(
     _HEAD + rb'"(custommsg|rpc_command)"\s*,\s*"params"\s*:\s*\{(?:\s*"payload"\s*:\s*"([0-9a-fA-F]{4}))?'
 )
-# The answer's members after the id that let a custommsg hook call go on, ready-made:
-# the hook answers it from the first bytes of every message not ours.
+# The answer's members after the id that let a hook call go on, ready-made: the custommsg
+# hook answers it from the first bytes of every message not ours, and the guard to every
+# call it lets through.
 _CONTINUE = b'"result":{"result":"continue"}'
+_CONTINUE_RESULT = {"result": "continue"}
 
 
 class EventLoopPlugin(SeamPlugin):
@@ -288,7 +294,7 @@ class EventLoopPlugin(SeamPlugin):
         if request.get("method") != name or "id" not in request:
             return False
         result = handler(request.get("params") or {})
-        if name == "custommsg":  # always continue: the ready-made answer, with the id as written
+        if name == "custommsg" or result == _CONTINUE_RESULT:  # the ready-made answer, with the id as written
             self._answer(call[1], _CONTINUE)
         else:
             self.write_json({"jsonrpc": "2.0", "id": request["id"], "result": result})
@@ -354,6 +360,36 @@ class SenderThread:
             if job is None:
                 return
             job()  # run() reports whatever it raises
+
+
+class WatchThread:
+    """Calls ``watch`` every ``interval`` seconds until stopped; a failure is logged, once until it changes."""
+
+    NAME = "custommsg-watch"
+
+    def __init__(self, watch: Callable[[], None], log: Log, interval: float = 0.25):
+        self._watch = watch
+        self._log = log
+        self._interval = interval
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=self.NAME, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        failing = ""
+        while not self._stopping.wait(self._interval):
+            try:
+                self._watch()
+                failing = ""
+            except Exception as exc:
+                text = what_failed(exc)
+                if text != failing:
+                    self._log(f"custommsg watch: {text}", level="warn")
+                failing = text
 
 
 class TimerThread:

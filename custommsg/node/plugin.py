@@ -127,8 +127,8 @@ OPTIONS: tuple[tuple[str, Any, str, str, bool], ...] = (
     (
         "custommsg-stored-notification",
         True,
-        "Emit custommsg_stored for each stored message; false saves lightningd a database transaction per message "
-        "when no plugin subscribes",
+        "Emit custommsg_stored for each stored message; false saves lightningd reading each notification (about "
+        "a seventh of what a stored message costs it) when no plugin subscribes",
         "bool",
         False,
     ),

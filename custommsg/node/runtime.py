@@ -45,7 +45,7 @@ from ..store.acked import MAX_STREAMS_PER_PEER
 from ..store.database import Store
 from ..store.inbox import IN_ALL as LSPS_REQUESTS
 from ..store.inbox import PER_PEER as LSPS_REQUESTS_PER_PEER
-from .eventloop import ConnectedPeers, EventLoopPlugin, SenderThread, TimerThread
+from .eventloop import ConnectedPeers, EventLoopPlugin, SenderThread, TimerThread, WatchThread
 from .rpcclient import LOST, AsyncRpc, LightningdError, PersistentRpc, native_error, unreachable
 
 # custommsg and rpc_command hook filters (CLN PR #8677, lightningd/plugin_hook.c).
@@ -60,8 +60,8 @@ MAIN_THREAD = "MainThread"
 
 
 def _silent(entry: dict[str, Any]) -> None:
-    """custommsg-stored-notification=false: lightningd handles every line a plugin writes in a database
-    transaction of its own (lightningd/plugin.c, plugin_read_json), subscribers or not."""
+    """custommsg-stored-notification=false: lightningd reads, checks and copies every notification a plugin
+    writes (lightningd/plugin.c, plugin_notification_handle), subscribers or not."""
 
 
 def _owned_by(thread_name: str) -> None:
@@ -166,6 +166,7 @@ class Runtime:
         )
         self.sender = SenderThread(log)
         self.timer = TimerThread(self.waiters, self.sweep, log)
+        self.watcher = None if store.watch is None else WatchThread(store.watch, log)
         self.async_rpc = AsyncRpc(
             rpc_path, on_socket_change=plugin.rpc_socket_changed,
             on_callback_error=lambda text: log(f"custommsg: {text}", level="warn"),
@@ -217,6 +218,8 @@ class Runtime:
             self.plugin.log("outbox: queued again the messages a previous run was sending when it stopped")
         self.sender.start()
         self.timer.start()
+        if self.watcher is not None:
+            self.watcher.start()
         for peer_id in self.connected.snapshot():
             self.acked.connected(peer_id)
         self.deliver_to_connected()
@@ -230,6 +233,8 @@ class Runtime:
         """Main thread (the shutdown notification): what the round held is stored before the store closes."""
         self.receiver.settle()
         self.timer.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.sender.stop()
         self.store.close()
 

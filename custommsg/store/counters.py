@@ -60,6 +60,12 @@ class CounterQueries:
         self._pending.subtract(flushed)
         self._pending = +self._pending  # drop the zeros
 
+    def restore(self, counts: Counter[CounterKey]) -> None:
+        """Pending counts an unsure write took along (``StorageError.unsure_counts``) that it turned out not
+        to have committed: pending again."""
+        with self.store.lock:
+            self._pending.update(counts)
+
     def transaction_ended(self) -> None:
         """Committed (and written) or rolled back: the transaction's own counts are done with either way."""
         self._here.clear()

@@ -14,7 +14,7 @@ served by an index, so their cost does not grow with the inbox.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -70,6 +70,12 @@ class Store:
             self._engine.close()
             raise
 
+    @property
+    def watch(self) -> Callable[[], None] | None:
+        """What a thread of its own calls a few times a second, on a store whose engine has calls to end
+        and connections to open again (PostgreSQL: ``PostgresEngine.watch``); None on SQLite."""
+        return self._engine.watch if isinstance(self._engine, postgres.PostgresEngine) else None
+
     def describe(self) -> str:
         """Where the data lives, for the start-up log line."""
         return self._engine.describe()
@@ -80,7 +86,7 @@ class Store:
         cause = " ".join(str(exc).split())  # one line: libpq's texts run over several
         if self._password:
             cause = cause.replace(self._password, "***")  # were a driver ever to quote it back
-        return StorageError(f"{prefix}: {cause}", {"path": self.path})
+        return StorageError(f"{prefix}: {cause}", {"path": self.path}, unsure=isinstance(exc, postgres.Unsure))
 
     @contextmanager
     def _wrapped(self, what: str | None = None) -> Iterator[None]:
@@ -145,6 +151,11 @@ class Store:
                 flushed, counts = self.counters.to_write()
                 with self._wrapped():
                     keys = self._engine.store_round(rows, counts)
+            except StorageError as exc:
+                if exc.unsure:  # set aside: restored (CounterQueries.restore) if the round was not committed
+                    self.counters.written(flushed)
+                    exc.unsure_counts = flushed
+                raise
             finally:
                 self.counters.transaction_ended()
             self.counters.written(flushed)

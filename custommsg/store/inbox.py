@@ -128,6 +128,20 @@ class InboxQueries:
             self.store.counters.count_here(p, t, "dropped_retention", size)
         return keys, dropped, count
 
+    def find_stored(self, messages: list[Incoming]) -> list[StoredMessage | None]:
+        """Each message as stored (matched on peer, arrival time and bytes), or None: for a round whose
+        commit went unanswered (``StorageError.unsure``). Counted in :attr:`count` when found."""
+        found: list[StoredMessage | None] = []
+        for message in messages:
+            rows = self.store.read(
+                f"SELECT {COLUMNS} FROM inbox WHERE peer_id = ? AND received_at = ? AND payload = ? "
+                "ORDER BY created_index DESC LIMIT 1",
+                (bytes.fromhex(message.peer_id), message.received_at, message.payload),
+            )
+            found.append(message_from_row(rows[0]) if rows else None)
+        self.count += sum(stored is not None for stored in found)
+        return found
+
     def list_messages(
         self, peer_id: str | None = None, msg_type: int | None = None, page: Page = ALL, method: str | None = None,
         name: str | None = None,

@@ -11,18 +11,26 @@ psycopg (version 3) is imported only when a PostgreSQL URL is opened: a SQLite n
 never loads it.
 
 Faults: the connection is opened with a connect timeout, a statement timeout and a TCP
-user timeout, so no call waits on a server that is gone for longer than those. A
-connection that broke is opened again by the next statement that needs one; after a
-failed attempt the next waits :data:`RECONNECT_EVERY` seconds, doubled after each failure
-up to :data:`RECONNECT_AT_MOST`, and in between a statement fails at once (the hook
-answers at once and counts the message as dropped, instead of waiting on a connect per
-message). Every failure is an ``ERRORS`` exception, which the Store turns into a
-StorageError.
+user timeout, so no call waits on a server that is gone for longer than those. A server
+that is there but silent (stopped, hung, behind a stalled proxy) acknowledges what it is
+sent and never answers: no timeout of libpq's ends that wait. So :meth:`PostgresEngine.watch`,
+called a few times a second from a thread of its own (``node.eventloop.WatchThread``),
+shuts the connection's socket under any call that waited :data:`CALL_DEADLINE` seconds,
+and the call fails. A connection that broke is opened again: while watched, by ``watch``
+itself, off the thread that asked for it (a connect to a silent server waits its whole
+timeout), and meanwhile every call fails at once; unwatched (before init ends, and in
+tests), by the next call. After a failed attempt the next waits :data:`RECONNECT_EVERY`
+seconds, doubled after each failure up to :data:`RECONNECT_AT_MOST`. So the hook answers
+within the deadline and counts the message as dropped, instead of holding every peer's
+messages (and connectd's reading of those peers) behind the server. Every failure is an
+``ERRORS`` exception, which the Store turns into a StorageError.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +44,7 @@ STATEMENT_TIMEOUT_MS = 10_000  # a statement the server runs longer than this is
 TCP_USER_TIMEOUT_MS = 10_000  # unacknowledged data this long: the connection is dead (a server gone silent)
 RECONNECT_EVERY = 1.0  # seconds from a broken connection's failed attempt to open it again to the next
 RECONNECT_AT_MOST = 8.0  # ... doubled after each failure, up to this
+CALL_DEADLINE = 5.0  # seconds a call may wait on the server before watch() shuts its connection
 
 VERSION_TABLE = "custommsg_schema"
 # The tables whose key the database gives (SQLite's AUTOINCREMENT), and that key's column.
@@ -101,12 +110,17 @@ def _psycopg() -> Any:
 
 def errors() -> tuple[type[Exception], ...]:
     """What a failing call raises: psycopg's errors (a lost connection too), and ours below."""
-    return (_psycopg().Error, Unreachable)
+    return (_psycopg().Error, Unreachable, Unsure)
 
 
 class Unreachable(Exception):
     """The connection is broken, and may not be opened again yet: the last attempt was too recent,
     or a transaction that began on it has not ended."""
+
+
+class Unsure(Exception):
+    """A statement that commits went to the server and its answer never came (the connection was lost,
+    or the server fell silent and the deadline ended the wait): it may have been committed, or not."""
 
 
 class PostgresEngine:
@@ -127,6 +141,12 @@ class PostgresEngine:
         self._in_transaction = False  # a connection lost inside one is not replaced until it ends
         self._db: Any = None
         self._db = self._connect()
+        self._transaction_db: Any = None  # the connection the transaction under way began on
+        # The call waiting on the server now: (its connection, when it began), set by the thread that
+        # calls (behind the Store's lock) and read by watch(); a tuple, so it is read whole.
+        self._waiting: tuple[Any, float] | None = None
+        self._watched = False  # watch() runs: it opens lost connections again, not the callers
+        self._reconnect_wanted = False
         self._pipelines = bool(self._psycopg.Pipeline.is_supported())
 
     def describe(self) -> str:
@@ -149,25 +169,64 @@ class PostgresEngine:
         return db
 
     def _connection(self) -> Any:
+        if self._in_transaction:
+            db = self._transaction_db
+            if db is not None and not db.closed and not db.broken:
+                return db
+            # A new connection would run the rest of the transaction's statements outside it.
+            raise Unreachable(f"the connection to {self.describe()} was lost inside a transaction")
         db = self._db
         if db is not None and not db.closed and not db.broken:
             return db
-        if self._in_transaction:
-            # A new connection would run the rest of the transaction's statements outside it.
-            raise Unreachable(f"the connection to {self.describe()} was lost inside a transaction")
+        if self._watched:
+            self._reconnect_wanted = True  # watch() opens it, off this thread
+            raise Unreachable(f"the connection to {self.describe()} is lost; trying again shortly")
         if self._clock() < self._next_attempt:
             raise Unreachable(f"the connection to {self.describe()} is lost; trying again shortly")
-        if db is not None:
-            db.close()
-        self._db = None
+        self._reconnect()
+        if self._db is None:
+            raise Unreachable(f"the connection to {self.describe()} is lost; trying again shortly")
+        return self._db
+
+    def _reconnect(self) -> None:
+        """Open the connection again (or wait until the next attempt is due: the error is in the log)."""
+        old, self._db = self._db, None
+        if old is not None:
+            old.close()
         try:
             self._db = self._connect()
-        except BaseException:
+        except Exception:
             self._next_attempt = self._clock() + self._retry_after
             self._retry_after = min(self._retry_after * 2, RECONNECT_AT_MOST)
-            raise
+            if not self._watched:
+                raise
+            return
         self._retry_after = RECONNECT_EVERY
-        return self._db
+
+    def watch(self) -> None:
+        """From a thread of its own, a few times a second: end a call that waited on the server past
+        :data:`CALL_DEADLINE` (its connection is shut, so the call fails and the connection is lost), and
+        open a lost connection again when one was asked for and the next attempt is due."""
+        self._watched = True
+        waiting = self._waiting
+        if waiting is not None and self._clock() - waiting[1] > CALL_DEADLINE:
+            self._waiting = None
+            _shut(waiting[0])
+        if self._reconnect_wanted and self._clock() >= self._next_attempt:
+            self._reconnect_wanted = False
+            self._reconnect()
+
+    @contextmanager
+    def _call(self, db: Any) -> Iterator[Any]:
+        """Around a call that waits on the server over ``db``: watch() may end it (an outer one counts)."""
+        if self._waiting is not None:
+            yield db
+            return
+        self._waiting = (db, self._clock())
+        try:
+            yield db
+        finally:
+            self._waiting = None
 
     def _translated(self, sql: str) -> str:
         translated = self._sql.get(sql)
@@ -176,7 +235,8 @@ class PostgresEngine:
         return translated
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        return self._connection().execute(self._translated(sql), args)
+        with self._call(self._connection()) as db:
+            return db.execute(self._translated(sql), args)
 
     def insert(self, sql: str, args: Sequence[Any]) -> int:
         """Run an INSERT into a table whose key the database gives; return the new key."""
@@ -202,7 +262,13 @@ class PostgresEngine:
         if sql is None:
             sql = self._rounds[shape] = store_round_sql(*shape)
         args = [value for row in counts for value in row] + [value for row in rows for value in row]
-        return sorted(int(row[0]) for row in self._connection().execute(sql, args).fetchall())
+        with self._call(self._connection()) as db:
+            try:
+                return sorted(int(row[0]) for row in db.execute(sql, args).fetchall())
+            except self._psycopg.OperationalError as exc:
+                if db.broken:  # sent, and no answer: a server that had it (a silent one) may commit it yet
+                    raise Unsure(f"{exc}; the messages may have been stored") from exc
+                raise
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:
@@ -212,29 +278,32 @@ class PostgresEngine:
         if not self._pipelines:  # libpq older than 14: one statement at a time, as outside
             yield
             return
-        with db.pipeline():
+        with self._call(db), db.pipeline():
             yield
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with self._connection().cursor() as cursor:
+        with self._call(self._connection()) as db, db.cursor() as cursor:
             cursor.executemany(self._translated(sql), rows)
 
     def begin(self) -> None:
-        self._connection().execute("BEGIN")
-        self._in_transaction = True
+        db = self._connection()
+        with self._call(db):
+            db.execute("BEGIN")
+        self._transaction_db, self._in_transaction = db, True
 
     def commit(self) -> None:
         try:
-            self._connection().execute("COMMIT")
+            self.execute("COMMIT")
         finally:
-            self._in_transaction = False
+            self._in_transaction, self._transaction_db = False, None
 
     def rollback(self) -> None:
-        self._in_transaction = False
+        db = self._transaction_db if self._in_transaction else self._db
+        self._in_transaction, self._transaction_db = False, None
         # A broken connection has no transaction left to roll back: the server ended it.
-        db = self._db
         if db is not None and not db.closed and not db.broken:
-            db.execute("ROLLBACK")
+            with self._call(db):
+                db.execute("ROLLBACK")
 
     def schema_version(self) -> int:
         row = self.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()
@@ -270,3 +339,17 @@ class PostgresEngine:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+
+
+def _shut(db: Any) -> None:
+    """Shut the socket under ``db`` (a connection another thread is waiting on): that wait ends, and
+    the connection is broken. Nothing if it has no socket any more."""
+    try:
+        fd = db.pgconn.socket
+    except Exception:  # closed meanwhile
+        return
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

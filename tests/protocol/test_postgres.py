@@ -9,8 +9,7 @@ stopping it touches no other test.
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,37 +17,16 @@ from typing import Any
 import psycopg
 import pytest
 
+from custommsg.store.postgres import CALL_DEADLINE
+
 from .. import pg
+from ..pg import OwnServer
 from .conftest import OFFLINE_PEER, PEER_A, PEER_B, MakeLd
 from .harness import FakeLightningd, PluginCallError, wait_for
 from .test_ack import STREAM, acks_to, envelope
 from .test_receive import messages, payload, stats_row
 
 STORAGE_ERROR = 3331
-
-
-class OwnServer:
-    """A PostgreSQL server of this test's own, to stop and start."""
-
-    def __init__(self) -> None:
-        reason = pg.why_no_server()
-        if reason:
-            pg.unavailable(reason)
-        self.directory = tempfile.mkdtemp(prefix="custommsg-pg-", dir="/var/tmp")
-        self.url = self._run("start")
-
-    def _run(self, command: str) -> str:
-        return subprocess.run([str(pg.PGSERVER), command, self.directory], check=True, capture_output=True,
-                              text=True).stdout.strip()
-
-    def stop(self) -> None:
-        self._run("stop")
-
-    def start(self) -> None:
-        self._run("start")
-
-    def remove(self) -> None:
-        self._run("remove")
 
 
 @pytest.fixture
@@ -96,6 +74,18 @@ def test_unreachable_at_start_disables_the_plugin_naming_the_host(make_ld: MakeL
     assert "topsecret" not in everything_the_plugin_said(ld)
 
 
+def stores_again(ld: FakeLightningd) -> None:
+    """Storing resumed by itself: the envelope that could not be stored (seq 2), sent again as its sender
+    would, is stored and acknowledged; then a plain message ("after") is stored."""
+
+    def stored_again() -> bool:
+        ld.custommsg(PEER_B, envelope(STREAM, 2, "8001bb"))
+        return [a["seq"] for a in acks_to(ld, PEER_B)][-1:] == [2]
+
+    wait_for(stored_again, timeout=30)
+    assert ld.custommsg(PEER_A, payload(0x8005, "after")) == {"result": "continue"}
+
+
 def test_server_stopped_mid_flood(make_ld: MakeLd, own_server: OwnServer) -> None:
     """The plugin's server (custommsg-db) stops in the middle of a flood of plain and enveloped messages:
     every hook answers continue at once, RPCs answer an error instead of hanging, what could not be stored
@@ -121,12 +111,7 @@ def test_server_stopped_mid_flood(make_ld: MakeLd, own_server: OwnServer) -> Non
 
     own_server.start()
 
-    def stored_again() -> bool:
-        ld.custommsg(PEER_B, envelope(STREAM, 2, "8001bb"))  # the sender's copy, until one is stored
-        return [a["seq"] for a in acks_to(ld, PEER_B)][-1:] == [2]
-
-    wait_for(stored_again, timeout=30)
-    assert ld.custommsg(PEER_A, payload(0x8005, "after")) == {"result": "continue"}
+    stores_again(ld)
     assert [m["payload"] for m in messages(ld)] == [payload(0x8001, "before"), "8001aa", "8001bb",
                                                     payload(0x8005, "after")]
     row = stats_row(ld.call("custommsg-stats"), PEER_A, 0x8003)
@@ -135,6 +120,56 @@ def test_server_stopped_mid_flood(make_ld: MakeLd, own_server: OwnServer) -> Non
     assert len(ld.log_lines("cannot store messages")) == 1  # once per outage, not per message
     ld.stop()
     assert "dbsecret" not in everything_the_plugin_said(ld)
+
+
+def test_server_silent_mid_flood(make_ld: MakeLd, own_server: OwnServer) -> None:
+    """The plugin's server goes silent (stopped: connections are taken, nothing answers) in the middle of
+    a flood from two peers: the call under way ends at its deadline, then every hook call is answered
+    continue at once, RPCs answer an error, nothing unstored is acknowledged, the losses are counted, and
+    storing resumes by itself once the server answers again, with no restart of the plugin."""
+    ld = make_ld({"custommsg-db": own_server.url})
+    ld.allowed_logs += ["cannot store messages", "custommsg timer", "custommsg sender", "custommsg watch",
+                        "cannot record"]
+    ld.custommsg(PEER_A, payload(0x8001, "before"))
+    ld.custommsg(PEER_B, envelope(STREAM, 1, "8001aa"))
+    wait_for(lambda: [a["seq"] for a in acks_to(ld, PEER_B)] == [1])
+
+    own_server.pause()
+    rescue = threading.Timer(60, own_server.resume)  # a plugin that waited forever fails the test, not hangs it
+    rescue.start()
+    try:
+        started = time.monotonic()
+        first = ld.custommsg_round([(PEER_A, payload(0x8003, b"\x00")), (PEER_B, envelope(STREAM, 2, "8001bb"))])
+        assert [c.wait_response(timeout=30)["result"] for c in first] == [{"result": "continue"}] * 2
+        assert time.monotonic() - started < CALL_DEADLINE + 2
+        for i in range(1, 20):
+            started = time.monotonic()
+            assert ld.custommsg(PEER_A, payload(0x8003, bytes([i]))) == {"result": "continue"}
+            assert ld.custommsg(PEER_B, envelope(STREAM, 2, "8001bb")) == {"result": "continue"}
+            assert time.monotonic() - started < 1
+        started = time.monotonic()
+        assert ld.call_error("custommsg-list", {}, timeout=30).code == STORAGE_ERROR
+        assert time.monotonic() - started < 1
+        assert [a["seq"] for a in acks_to(ld, PEER_B)] == [1]
+    finally:
+        rescue.cancel()
+        own_server.resume()
+
+    stores_again(ld)
+    # The round under way when the server fell silent had gone to it: the server ran it when it woke,
+    # though its answer was lost. It is found and announced then, and counted once, as stored, not dropped.
+    listed = messages(ld)
+    late = [m for m in listed if m["type"] == 0x8003]
+    assert [m["payload"] for m in listed if m["type"] != 0x8003] == [
+        payload(0x8001, "before"), "8001aa", "8001bb", payload(0x8005, "after")]
+    assert [m["payload"] for m in late] in ([], [payload(0x8003, b"\x00")])
+    row = stats_row(ld.call("custommsg-stats"), PEER_A, 0x8003)
+    assert row["total"]["received"] == 20
+    assert row["total"]["dropped"]["storage"] == 20 - len(late)
+    assert row["total"]["stored"] == row["session"]["stored"] == len(late)
+    notified = [n["params"]["created_index"] for n in ld.notifications if n["method"] == "custommsg_stored"]
+    assert all(m["created_index"] in notified for m in listed)
+    assert len(ld.log_lines("cannot store messages")) == 1
 
 
 def test_connection_lost_is_opened_again_by_itself(make_ld: MakeLd, pg_url: str) -> None:

@@ -35,7 +35,8 @@ ONLY_IN = {
     "pyln.client.plugin": "node/seam.py",
     "sqlite3": "store/sqlite.py",
     "psycopg": "store/postgres.py",  # and only when a PostgreSQL URL is opened
-    "socket": "node/rpcclient.py",
+    # and the PostgreSQL engine, which shuts the socket under a call a silent server holds
+    "socket": ("node/rpcclient.py", "store/postgres.py"),
     "selectors": "node/eventloop.py",
 }
 PYLN_PRIVATE = {
@@ -127,7 +128,8 @@ def test_outside_modules_stay_in_their_home(path: str) -> None:
     imports = _imports(path, MODULES[path], at_run_time=False)
     for outside, home in ONLY_IN.items():
         if outside in imports:
-            assert path.startswith(home), f"{path} imports {outside}, which belongs to {home} only"
+            homes = (home,) if isinstance(home, str) else home
+            assert path.startswith(homes), f"{path} imports {outside}, which belongs to {' and '.join(homes)} only"
 
 
 @pytest.mark.parametrize("path", sorted(MODULES))

@@ -8,6 +8,7 @@ choice of location (``custommsg-db``, lightningd's ``wallet``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,13 +21,20 @@ from custommsg.core.dsn import host_of, is_postgres, node_schema, password_of, r
 from custommsg.core.errors import StorageError
 from custommsg.core.options import parse_options
 from custommsg.core.policy import Budget, ReceiveLimiter
-from custommsg.core.records import SENT, Page
+from custommsg.core.records import SENT, Incoming, Page
 from custommsg.inbox.counters import Counters
 from custommsg.inbox.receiver import Receiver
+from custommsg.node.eventloop import WatchThread
 from custommsg.outbox.machine import Outbox
 from custommsg.store.database import Store
 from custommsg.store.migrations import SCHEMA_VERSION
-from custommsg.store.postgres import RECONNECT_EVERY, postgres_dialect
+from custommsg.store.postgres import (
+    CALL_DEADLINE,
+    CONNECT_TIMEOUT,
+    RECONNECT_AT_MOST,
+    RECONNECT_EVERY,
+    postgres_dialect,
+)
 
 from .. import pg
 from .conftest import OpenStore
@@ -161,6 +169,19 @@ def test_unreachable_server_names_the_host_and_never_the_password() -> None:
     assert "postgresql://ln:***@127.0.0.1:9/lightningd" in text
 
 
+def stores_again_within(store: Store, seconds: float) -> None:
+    """Writes work again within ``seconds`` (the store reconnected by itself), after "one" and a lost write."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            store.inbox.add_message(A, b"\x80\x01two", 32769, 3.0, 100)
+            break
+        except StorageError:
+            assert time.monotonic() < deadline, "never reconnected"
+            time.sleep(0.1)
+    assert [m.payload for m in store.inbox.list_messages()] == [b"\x80\x01one", b"\x80\x01two"]
+
+
 def test_a_lost_connection_is_opened_again_by_itself(pg_url: str, schema: str) -> None:
     store = Store(pg_url, schema)
     store.inbox.add_message(A, b"\x80\x01one", 32769, 1.0, 100)
@@ -170,16 +191,42 @@ def test_a_lost_connection_is_opened_again_by_itself(pg_url: str, schema: str) -
     # then the next write fails (a StorageError, not a hang), and within a second writes work again
     with pytest.raises(StorageError):
         store.inbox.add_message(A, b"\x80\x01lost", 32769, 2.0, 100)
-    deadline = time.monotonic() + RECONNECT_EVERY + 10
-    while True:
-        try:
-            store.inbox.add_message(A, b"\x80\x01two", 32769, 3.0, 100)
-            break
-        except StorageError:
-            assert time.monotonic() < deadline, "never reconnected"
-            time.sleep(0.1)
-    assert [m.payload for m in store.inbox.list_messages()] == [b"\x80\x01one", b"\x80\x01two"]
+    stores_again_within(store, RECONNECT_EVERY + 10)
     store.close()
+
+
+def test_a_silent_server_costs_one_call_its_deadline_then_calls_fail_at_once() -> None:
+    # given a store on a server of its own, watched as the plugin watches it (a thread of its own)
+    server = pg.OwnServer()
+    store = Store(server.url, "custommsg")
+    watcher = WatchThread(store.watch, lambda *args, **kwargs: None)  # type: ignore[arg-type]
+    watcher.start()
+    try:
+        store.inbox.add_message(A, b"\x80\x01one", 32769, 1.0, 100)
+        # when the server goes silent: stopped, so the kernel still takes what is sent and nothing answers
+        server.pause()
+        rescue = threading.Timer(30, server.resume)  # without the deadline, the call below fails, not hangs
+        rescue.start()
+        try:
+            started = time.monotonic()
+            with pytest.raises(StorageError):
+                store.inbox.add_message(A, b"\x80\x01lost", 32769, 2.0, 100)
+            # then the call waited its deadline, no longer; and the next ones fail at once (no connect here)
+            assert CALL_DEADLINE <= time.monotonic() - started < CALL_DEADLINE + 2
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(StorageError):
+                    store.inbox.add_messages([Incoming(A, b"\x80\x01lost", 32769, 2.0)], 100)
+                assert time.monotonic() - started < 0.5
+        finally:
+            rescue.cancel()
+            server.resume()
+        # and once it answers again, storing resumes by itself, on a connection the watch opened
+        stores_again_within(store, RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5)
+    finally:
+        watcher.stop()
+        store.close()
+        server.remove()
 
 
 def test_a_connection_lost_inside_a_transaction_is_not_replaced_inside_it(pg_url: str, schema: str) -> None:
