@@ -66,7 +66,7 @@ class Receiver:
         self._held: list[Incoming] = []
         # Rounds whose commit went unanswered, with the pending counts the write took along: found stored
         # once the store answers again, or counted as dropped (and the counts pending again).
-        self._unsure: list[tuple[list[Incoming], Any]] = []
+        self._unsure: list[tuple[list[Incoming], Any, int]] = []  # with the inbox's newest index then
         self._storage_failing = False  # log a storage outage once, and its end once
 
     def receive(self, peer_id: str, raw: bytes, msg_type: int) -> None:
@@ -92,7 +92,8 @@ class Receiver:
             stored, dropped = self.store.inbox.add_messages(held, self.inbox_max, ("stored",))
         except StorageError as exc:
             if exc.unsure:
-                self._unsure.append((held, exc.unsure_counts))  # counted once the store says which were committed
+                # counted once the store says whether it was committed
+                self._unsure.append((held, exc.unsure_counts, self.store.inbox.newest))
             else:
                 self._count_dropped(held)
             self._storage_failed(exc)
@@ -108,9 +109,9 @@ class Receiver:
         (its counts were committed with it), else counted as dropped (and what it took along is pending
         again). One statement wrote each round: all of it is there, or none."""
         unsure, self._unsure = self._unsure, []
-        for number, (messages, counts) in enumerate(unsure):
+        for number, (messages, counts, newest) in enumerate(unsure):
             try:
-                found = [stored for stored in self.store.inbox.find_stored(messages) if stored is not None]
+                found = [stored for stored in self.store.inbox.find_stored(messages, newest) if stored is not None]
             except StorageError:
                 self._unsure = unsure[number:] + self._unsure
                 return

@@ -59,6 +59,7 @@ class InboxQueries:
         self.store = store
         rows = store.read("SELECT COUNT(*) FROM inbox")
         self.count: int = rows[0][0]  # messages stored now, kept in step by add and delete
+        self.newest = self.last_index()  # the highest created_index this store has seen given
 
     def add_message(
         self, peer_id: str, payload: bytes, msg_type: int, received_at: float, inbox_max: int,
@@ -81,7 +82,9 @@ class InboxQueries:
                 return None
             keys, dropped, count = self._add(db, [message], inbox_max, counted)
         self.count = count
-        return message.stored(keys()[0]), dropped
+        stored = message.stored(keys()[0])
+        self.newest = max(self.newest, stored.created_index)
+        return stored, dropped
 
     def add_messages(
         self, messages: list[Incoming], inbox_max: int, counted: tuple[str, ...] = (),
@@ -98,11 +101,14 @@ class InboxQueries:
                                                        len(message.payload))
                 given = self.store.store_round([message.row() for message in messages])
             self.count += len(messages)
+            self.newest = max(self.newest, *given)
             return [message.stored(key) for message, key in zip(messages, given, strict=True)], []
         with self.store.transaction(pipelined=True) as db:
             keys, dropped, count = self._add(db, messages, inbox_max, counted)
         self.count = count
-        return [message.stored(key) for message, key in zip(messages, keys(), strict=True)], dropped
+        given = keys()
+        self.newest = max(self.newest, *given)
+        return [message.stored(key) for message, key in zip(messages, given, strict=True)], dropped
 
     def _add(
         self, db: Db, messages: list[Incoming], inbox_max: int, counted: tuple[str, ...],
@@ -128,18 +134,20 @@ class InboxQueries:
             self.store.counters.count_here(p, t, "dropped_retention", size)
         return keys, dropped, count
 
-    def find_stored(self, messages: list[Incoming]) -> list[StoredMessage | None]:
-        """Each message as stored (matched on peer, arrival time and bytes), or None: for a round whose
-        commit went unanswered (``StorageError.unsure``). Counted in :attr:`count` when found."""
+    def find_stored(self, messages: list[Incoming], after: int) -> list[StoredMessage | None]:
+        """Each message as stored after ``after`` (the :attr:`newest` when it was written), matched on peer,
+        arrival time and bytes, or None: for a round whose commit went unanswered (``StorageError.unsure``).
+        Counted in :attr:`count` when found."""
         found: list[StoredMessage | None] = []
         for message in messages:
             rows = self.store.read(
-                f"SELECT {COLUMNS} FROM inbox WHERE peer_id = ? AND received_at = ? AND payload = ? "
-                "ORDER BY created_index DESC LIMIT 1",
-                (bytes.fromhex(message.peer_id), message.received_at, message.payload),
+                f"SELECT {COLUMNS} FROM inbox WHERE peer_id = ? AND created_index > ? AND received_at = ? "
+                "AND payload = ? ORDER BY created_index LIMIT 1",
+                (bytes.fromhex(message.peer_id), after, message.received_at, message.payload),
             )
             found.append(message_from_row(rows[0]) if rows else None)
         self.count += sum(stored is not None for stored in found)
+        self.newest = max([self.newest, *(stored.created_index for stored in found if stored is not None)])
         return found
 
     def list_messages(
