@@ -1,5 +1,8 @@
 """The counters' queries: totals per (peer, type, name), written with the next transaction.
 
+A row holds a counter's count and its bytes (in memory, the bytes go by the count's name and
+``_bytes``, as ``custommsg-stats`` shows them).
+
 Counting costs no commit of its own: an increment waits in memory until the next
 transaction (whatever it writes) takes it along, so a write that fails (disk full)
 loses no count. What a transaction itself does (a message stored, the oldest dropped to
@@ -44,17 +47,25 @@ class CounterQueries:
         flushed, rows = self.to_write()
         if rows:
             db.executemany(
-                "INSERT INTO counters (peer_id, type, name, count) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count",
+                "INSERT INTO counters (peer_id, type, name, count, bytes) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count, "
+                "bytes = counters.bytes + excluded.bytes",
                 rows,
             )
         return flushed
 
-    def to_write(self) -> tuple[Counter[CounterKey], list[tuple[bytes, int, str, int]]]:
+    def to_write(self) -> tuple[Counter[CounterKey], list[tuple[bytes, int, str, int, int]]]:
         """Inside a transaction: the pending counts (for :meth:`written`), and the rows to add, the
-        transaction's own counts with them: (peer_id, type, name, count), one per key."""
+        transaction's own counts with them: (peer_id, type, name, count, bytes), one per counter (a
+        name's ``_bytes`` twin is its row's bytes)."""
         flushed = Counter(self._pending)
-        return flushed, [(bytes.fromhex(p), t, n, c) for (p, t, n), c in (flushed + self._here).items()]
+        rows: dict[CounterKey, list[int]] = {}
+        for (peer_id, msg_type, name), value in (flushed + self._here).items():
+            if name.endswith(BYTES_SUFFIX):
+                rows.setdefault((peer_id, msg_type, name[: -len(BYTES_SUFFIX)]), [0, 0])[1] = value
+            else:
+                rows.setdefault((peer_id, msg_type, name), [0, 0])[0] = value
+        return flushed, [(bytes.fromhex(p), t, n, count, size) for (p, t, n), (count, size) in rows.items()]
 
     def written(self, flushed: Counter[CounterKey]) -> None:
         self._pending.subtract(flushed)
@@ -79,8 +90,13 @@ class CounterQueries:
         clauses, args = where(peer_id, type=msg_type)
         with self.store.lock:
             rows = self.store.read(
-                "SELECT peer_id, type, name, count FROM counters" + (f" WHERE {clauses}" if clauses else ""), args
+                "SELECT peer_id, type, name, count, bytes FROM counters" + (f" WHERE {clauses}" if clauses else ""),
+                args,
             )
             pending: list[tuple[CounterKey, int]] = list(self._pending.items())
-        written = group_counts((((p.hex(), t, name), count) for p, t, name, count in rows), None, None, {})
+        as_counts = (
+            counted for p, t, name, count, size in rows
+            for counted in (((p.hex(), t, name), count), ((p.hex(), t, name + BYTES_SUFFIX), size))
+        )
+        written = group_counts(as_counts, None, None, {})
         return group_counts(pending, peer_id, msg_type, written)

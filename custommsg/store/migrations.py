@@ -98,5 +98,23 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX inbox_unanswered ON inbox (peer_id) WHERE rpc_kind = 'request' AND answered_at IS NULL;
     ALTER TABLE ack_in ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: a counter's bytes beside its count, in one row: until now a twin row named with "_bytes" (so a
+    # stored message moved four rows, not two). A twin without its count becomes a row of count 0.
+    """
+    ALTER TABLE counters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO counters (peer_id, type, name, count, bytes)
+        SELECT twin.peer_id, twin.type, substr(twin.name, 1, length(twin.name) - 6), 0, twin.count
+        FROM counters AS twin
+        WHERE substr(twin.name, length(twin.name) - 5) = '_bytes' AND NOT EXISTS (
+            SELECT 1 FROM counters AS base WHERE base.peer_id = twin.peer_id AND base.type = twin.type
+            AND base.name = substr(twin.name, 1, length(twin.name) - 6));
+    UPDATE counters SET bytes = (
+        SELECT twin.count FROM counters AS twin WHERE twin.peer_id = counters.peer_id
+        AND twin.type = counters.type AND twin.name = counters.name || '_bytes')
+        WHERE EXISTS (
+            SELECT 1 FROM counters AS twin WHERE twin.peer_id = counters.peer_id
+            AND twin.type = counters.type AND twin.name = counters.name || '_bytes');
+    DELETE FROM counters WHERE substr(name, length(name) - 5) = '_bytes';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

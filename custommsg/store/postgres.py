@@ -78,8 +78,9 @@ MIGRATIONS_PG: Sequence[str] = tuple(postgres_dialect(migration) for migration i
 # touch a row once per statement). {inbox} and {counters}: that many rows of placeholders.
 _STORE_ROUND = """
 WITH counted AS (
-    INSERT INTO counters (peer_id, type, name, count) VALUES {counters}
-    ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count
+    INSERT INTO counters (peer_id, type, name, count, bytes) VALUES {counters}
+    ON CONFLICT (peer_id, type, name) DO UPDATE SET count = counters.count + excluded.count,
+        bytes = counters.bytes + excluded.bytes
 )
 INSERT INTO inbox (peer_id, type, payload, received_at, rpc_kind, rpc_method, rpc_id, name, fields, decode_error)
 VALUES {inbox}
@@ -91,7 +92,7 @@ VALUES {inbox}
 RETURNING created_index
 """
 _INBOX_ROW = f"(%s::bytea, %s::bigint, %s::bytea, %s::float8, {', '.join(['%s::text'] * 6)})"
-_COUNTER_ROW = "(%s::bytea, %s::bigint, %s::text, %s::bigint)"
+_COUNTER_ROW = "(%s::bytea, %s::bigint, %s::text, %s::bigint, %s::bigint)"
 
 
 def store_round_sql(rows: int, counts: int) -> str:
@@ -256,7 +257,7 @@ class PostgresEngine:
 
     def store_round(self, rows: list[tuple[Any, ...]], counts: list[tuple[Any, ...]]) -> list[int]:
         """Insert inbox ``rows`` (``store.inbox``'s column order) and add ``counts`` (peer_id, type, name,
-        count: distinct keys) to the counters, all or nothing, in one statement; the new keys, in order."""
+        count, bytes: distinct keys) to the counters, all or nothing, in one statement; the new keys, in order."""
         shape = (len(rows), len(counts))
         sql = self._rounds.get(shape)
         if sql is None:

@@ -31,6 +31,7 @@ from custommsg.store.migrations import SCHEMA_VERSION
 from custommsg.store.postgres import (
     CALL_DEADLINE,
     CONNECT_TIMEOUT,
+    MIGRATIONS_PG,
     RECONNECT_AT_MOST,
     RECONNECT_EVERY,
     postgres_dialect,
@@ -137,6 +138,28 @@ def test_tables_live_in_their_own_schema_with_a_version_table(pg_url: str, schem
                                          "custommsg_schema"}
     with psycopg.connect(pg_url) as db:
         assert db.execute(f'SELECT version FROM "{schema}".custommsg_schema').fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_migration_7_puts_each_counters_bytes_in_its_row(pg_url: str, schema: str) -> None:
+    # given a version-6 schema whose counters keep bytes in twin rows, one twin without its count
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(f'CREATE SCHEMA "{schema}"')
+        db.execute(f'SET search_path TO "{schema}"')
+        for script in MIGRATIONS_PG[:6]:
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+        db.execute("CREATE TABLE custommsg_schema (version BIGINT NOT NULL)")
+        db.execute("INSERT INTO custommsg_schema (version) VALUES (6)")
+        a = bytes.fromhex(A)
+        for name, count in (("received", 3), ("received_bytes", 300), ("dropped_rate_bytes", 70)):
+            db.execute("INSERT INTO counters (peer_id, type, name, count) VALUES (%s, 32769, %s, %s)", (a, name, count))
+    # when the current Store opens it: the same totals, one row a counter
+    store = Store(pg_url, schema)
+    assert store.counters.totals() == {
+        (A, 32769): Counter({"received": 3, "received_bytes": 300, "dropped_rate_bytes": 70})}
+    assert sorted(store.read("SELECT name, count, bytes FROM counters")) == [
+        ("dropped_rate", 0, 70), ("received", 3, 300)]
+    store.close()
 
 
 def test_two_nodes_in_one_database_keep_apart(pg_url: str) -> None:

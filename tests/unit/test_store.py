@@ -273,7 +273,7 @@ def test_reopening_keeps_everything(open_store: OpenStore) -> None:
 
 def test_new_file_has_current_schema_in_wal_mode(store: Store, db_path: str) -> None:
     db = raw_db(db_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS) == 6
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS) == 7
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"inbox", "counters", "outbox", "vars", "ack_out", "ack_in"} <= tables
@@ -299,6 +299,35 @@ def test_migration_from_version_1(db_path: str) -> None:
     db = raw_db(db_path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    db.close()
+
+
+def test_migration_7_puts_each_counters_bytes_in_its_row(db_path: str) -> None:
+    # given a version-6 file whose counters keep bytes in twin rows, one twin without its count
+    db = raw_db(db_path)
+    for script in MIGRATIONS[:6]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 6")
+    a, b = bytes.fromhex(A), bytes.fromhex(B)
+    db.executemany("INSERT INTO counters (peer_id, type, name, count) VALUES (?, ?, ?, ?)", [
+        (a, 32769, "received", 3), (a, 32769, "received_bytes", 300), (a, 32769, "stored", 2),
+        (a, 32769, "stored_bytes", 200), (b, 32771, "sent", 1), (b, 32771, "dropped_rate_bytes", 70),
+    ])
+    db.close()
+    # when the current Store opens it: the same totals, and one row a counter
+    store = Store(db_path)
+    assert store.counters.totals() == {
+        (A, 32769): Counter({"received": 3, "received_bytes": 300, "stored": 2, "stored_bytes": 200}),
+        (B, 32771): Counter({"sent": 1, "dropped_rate_bytes": 70}),
+    }
+    store.counters.count(A, 32769, "received", 10)
+    store.flush()
+    assert store.counters.totals()[(A, 32769)]["received_bytes"] == 310
+    store.close()
+    db = raw_db(db_path)
+    assert sorted(db.execute("SELECT type, name, count, bytes FROM counters")) == [
+        (32769, "received", 4, 310), (32769, "stored", 2, 200), (32771, "dropped_rate", 0, 70), (32771, "sent", 1, 0),
+    ]
     db.close()
 
 
