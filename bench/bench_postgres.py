@@ -49,6 +49,7 @@ SENDERS = [int(n) for n in os.environ.get("BENCH_PG_SENDERS", "1,4").split(",")]
 UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 MSG = "8001" + "ab" * 64
 CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
+UNFLUSHED = "PostgreSQL, synchronous_commit=off"
 
 
 def backend_cpu(url: str, database: str) -> float:
@@ -75,17 +76,23 @@ def commits(url: str, database: str) -> int:
 
 @pytest.mark.parametrize("senders", SENDERS, ids=[f"{n}-senders" for n in SENDERS])
 def test_receive_rate_postgres_against_sqlite(node_factory, pg_url, senders):  # noqa: F811
-    """``senders`` sending peers, two receivers running custommsg: one on SQLite (its file), one on
-    PostgreSQL (custommsg-db: a fresh database), in alternating rounds; each round's rate is messages
-    over the time until the receiver has stored the last one (custommsg-wait)."""
+    """``senders`` sending peers, three receivers running custommsg: one on SQLite (its file), one on
+    PostgreSQL (custommsg-db: a fresh database), and one on a database whose commits do not wait for the
+    WAL flush (``synchronous_commit=off``, set on the database by its operator: SQLite's durability in
+    WAL mode with synchronous=NORMAL, which does not sync at commit either), in alternating rounds; each
+    round's rate is messages over the time until the receiver has stored the last one (custommsg-wait)."""
     database = pg.create_database(pg_url)
+    unflushed = pg.create_database(pg_url)
     try:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{unflushed.rsplit("/", 1)[1]}" SET synchronous_commit = off')
         sending = [bench_node(node_factory) for _ in range(senders)]
         r_sqlite = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED)
         r_pg = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **{"custommsg-db": database}, **UNLIMITED)
+        r_off = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **{"custommsg-db": unflushed}, **UNLIMITED)
         for sender in sending:
-            sender.connect(r_sqlite)
-            sender.connect(r_pg)
+            for receiver in (r_sqlite, r_pg, r_off):
+                sender.connect(receiver)
         server_seconds = 0.0
 
         @contextlib.contextmanager
@@ -96,7 +103,8 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url, senders):  #
             server_seconds += backend_cpu(pg_url, database.rsplit("/", 1)[1]) - before
 
         cases = {"SQLite": Receiving(r_sqlite, stored_by(r_sqlite)),
-                 "PostgreSQL": Receiving(r_pg, stored_by(r_pg), beside=server_cpu)}
+                 "PostgreSQL": Receiving(r_pg, stored_by(r_pg), beside=server_cpu),
+                 UNFLUSHED: Receiving(r_off, stored_by(r_off))}
         cpu = CpuMeter()
         name = database.rsplit("/", 1)[1]
         time.sleep(1.5)
@@ -111,11 +119,14 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url, senders):  #
         print(f"  PostgreSQL transactions committed per message stored: {committed / done['PostgreSQL']:.2f}"
               " (the plugin's, the benchmark's few reads among them)")
         print(f"RATIO receive PostgreSQL / SQLite, {senders} sender(s) = {median['PostgreSQL'] / median['SQLite']:.2f}")
+        print(f"RATIO receive PostgreSQL synchronous_commit=off / SQLite, {senders} sender(s) = "
+              f"{median[UNFLUSHED] / median['SQLite']:.2f}")
         cpu.ratios("PostgreSQL / SQLite", "PostgreSQL", "SQLite")
         for name, case in cases.items():
             assert rpc_of(case.node).call("custommsg-stats")["session"]["stored"] == done[name], name
     finally:
         pg.drop_database(pg_url, database)
+        pg.drop_database(pg_url, unflushed)
 
 
 def fill(url: str, schema: str, count: int, peers: list[str]) -> None:
