@@ -252,6 +252,49 @@ def test_a_silent_server_costs_one_call_its_deadline_then_calls_fail_at_once() -
         server.remove()
 
 
+def test_a_round_the_silent_server_ran_later_is_counted_once_as_stored() -> None:
+    # given a batched receiver on a watched store, and its server falling silent under a round
+    server = pg.OwnServer()
+    store = Store(server.url, "custommsg")
+    watcher = WatchThread(store.watch, lambda *args, **kwargs: None)  # type: ignore[arg-type]
+    watcher.start()
+    notified: list[dict[str, object]] = []
+    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 100,
+                        notify=notified.append, log=lambda *args, **kwargs: None)
+    receiver.batched = True
+    try:
+        receiver.receive(A, b"\x80\x01one", 32769)
+        receiver.settle()
+        server.pause()
+        rescue = threading.Timer(30, server.resume)
+        rescue.start()
+        try:
+            receiver.receive(A, b"\x80\x01sent-then-silence", 32769)
+            receiver.settle()  # the round's statement reached the server; its answer never comes
+        finally:
+            rescue.cancel()
+            server.resume()  # the server wakes and runs what it had been sent: the round is committed
+        # when the store answers again (the watch reopened the connection) and the next round is stored
+        deadline = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5
+        while not any(n["payload"] == (b"\x80\x01two").hex() for n in notified):
+            assert time.monotonic() < deadline, "never stored again"
+            receiver.receive(A, b"\x80\x01two", 32769)
+            receiver.settle()
+            time.sleep(0.1)
+        # then the round the server ran is announced, in its place, and counted once: stored, not dropped
+        payloads = [m.payload for m in store.inbox.list_messages()]
+        assert payloads[:2] == [b"\x80\x01one", b"\x80\x01sent-then-silence"]
+        assert [n["payload"] for n in notified][:2] == [p.hex() for p in payloads[:2]]
+        stored = len(payloads)
+        report = receiver.counters.report(A, None)
+        assert report["total"]["stored"] == report["session"]["stored"] == stored
+        assert report["total"]["received"] == stored + report["total"]["dropped"]["storage"]
+    finally:
+        watcher.stop()
+        store.close()
+        server.remove()
+
+
 def test_a_connection_lost_inside_a_transaction_is_not_replaced_inside_it(pg_url: str, schema: str) -> None:
     store = Store(pg_url, schema)
     with pytest.raises(StorageError), store.transaction() as db:
