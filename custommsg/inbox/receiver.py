@@ -111,7 +111,7 @@ class Receiver:
         unsure, self._unsure = self._unsure, []
         for number, (messages, counts, newest) in enumerate(unsure):
             try:
-                found = [stored for stored in self.store.inbox.find_stored(messages, newest) if stored is not None]
+                found = self.store.inbox.find_stored(messages, newest)
             except StorageError:
                 self._unsure = unsure[number:] + self._unsure
                 return
@@ -120,10 +120,7 @@ class Receiver:
                 if counts:
                     self.store.counters.restore(counts)
                 continue
-            for stored in found:
-                self.counters.count_session("stored", [(stored.peer_id, stored.type, len(stored.payload))])
-                self.notify(stored.to_json())
-                self.waiters.offer(stored)
+            self._announce(found, [], ("stored",))
 
     def admit(self, peer_id: str, msg_type: int, size: int, counted: bool = True) -> bool:
         """Count it as received (unless ``counted`` is False: an envelope counts when it is stored),

@@ -95,10 +95,7 @@ class InboxQueries:
         when no room is needed, they are one statement (``Store.store_round``)."""
         if self.store.rounds_in_one_statement and self.count + len(messages) <= inbox_max:
             with self.store.lock:
-                for message in messages:
-                    for counter in counted:
-                        self.store.counters.count_here(message.peer_id, message.msg_type, counter,
-                                                       len(message.payload))
+                self._count_here(messages, counted)
                 given = self.store.store_round([message.row() for message in messages])
             self.count += len(messages)
             self.newest = max(self.newest, *given)
@@ -127,27 +124,31 @@ class InboxQueries:
             ).fetchall()
             dropped = [(bytes(p).hex(), t, size) for p, t, size in rows]
             count -= len(dropped)
-        for message in messages:
-            for counter in counted:
-                self.store.counters.count_here(message.peer_id, message.msg_type, counter, len(message.payload))
+        self._count_here(messages, counted)
         for p, t, size in dropped:
             self.store.counters.count_here(p, t, "dropped_retention", size)
         return keys, dropped, count
 
-    def find_stored(self, messages: list[Incoming], after: int) -> list[StoredMessage | None]:
-        """Each message as stored after ``after`` (the :attr:`newest` when it was written), matched on peer,
-        arrival time and bytes, or None: for a round whose commit went unanswered (``StorageError.unsure``).
-        Counted in :attr:`count` when found."""
-        found: list[StoredMessage | None] = []
+    def _count_here(self, messages: list[Incoming], counted: tuple[str, ...]) -> None:
+        """Inside the transaction that stores ``messages``: their ``counted`` counters, written by it."""
+        for message in messages:
+            for counter in counted:
+                self.store.counters.count_here(message.peer_id, message.msg_type, counter, len(message.payload))
+
+    def find_stored(self, messages: list[Incoming], after: int) -> list[StoredMessage]:
+        """Those of ``messages`` stored after ``after`` (the :attr:`newest` when they were written), matched
+        on peer, arrival time and bytes, in order: for a round whose commit went unanswered
+        (``StorageError.unsure``). Counted in :attr:`count`."""
+        found: list[StoredMessage] = []
         for message in messages:
             rows = self.store.read(
                 f"SELECT {COLUMNS} FROM inbox WHERE peer_id = ? AND created_index > ? AND received_at = ? "
                 "AND payload = ? ORDER BY created_index LIMIT 1",
                 (bytes.fromhex(message.peer_id), after, message.received_at, message.payload),
             )
-            found.append(message_from_row(rows[0]) if rows else None)
-        self.count += sum(stored is not None for stored in found)
-        self.newest = max([self.newest, *(stored.created_index for stored in found if stored is not None)])
+            found += [message_from_row(row) for row in rows]
+        self.count += len(found)
+        self.newest = max([self.newest, *(stored.created_index for stored in found)])
         return found
 
     def list_messages(
