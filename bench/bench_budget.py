@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import statistics
 
-from .conftest import PLUGIN_UNDER_TEST, CpuMeter, Receiving, bench_node, receive_rounds, rpc_of, stored_by
+from .conftest import PLUGIN_UNDER_TEST, UNLIMITED, CpuMeter, Receiving, bench_node, receive_rounds, rpc_of, stored_by
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
 MSG = "8001" + "ab" * 1024  # 1026 bytes: the budgets count bytes
-COUNTS_UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 BUDGETS_ON = {"custommsg-peer-kbps": 80_000_000, "custommsg-peer-burst-bytes": 10**12,
               "custommsg-global-kbps": 80_000_000, "custommsg-global-burst-bytes": 10**12}
 BUDGETS_OFF = {"custommsg-peer-kbps": 0, "custommsg-peer-burst-bytes": 0,
@@ -25,8 +24,8 @@ def test_receive_cpu_with_budgets_on_and_off(node_factory):
     """sender sends PER_ROUND messages as fast as one RPC connection goes to r_on, then to r_off, in
     alternating rounds; a round ends when the receiver has stored its last message (custommsg-wait)."""
     sender = bench_node(node_factory)
-    r_on = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **COUNTS_UNLIMITED, **BUDGETS_ON)
-    r_off = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **COUNTS_UNLIMITED, **BUDGETS_OFF)
+    r_on = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED, **BUDGETS_ON)
+    r_off = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED, **BUDGETS_OFF)
     sender.connect(r_on)
     sender.connect(r_off)
     cases = {"budgets on": Receiving(r_on, stored_by(r_on)), "budgets off": Receiving(r_off, stored_by(r_off))}

@@ -30,12 +30,12 @@ from tests import pg
 from tests.conftest import pg_url  # noqa: F401  (the session's server, a fixture)
 
 from .conftest import (
-    CLK_TCK,
     PLUGIN_UNDER_TEST,
+    UNLIMITED,
     CpuMeter,
     Receiving,
     bench_node,
-    plugin_paths,
+    proc_stat,
     receive_rounds,
     report_rates,
     rpc_of,
@@ -46,9 +46,7 @@ ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "4"))
 PER_ROUND = int(os.environ.get("BENCH_PG_PER_ROUND", "500"))
 SIZES = sorted(int(n) for n in os.environ.get("BENCH_PG_SIZES", "10000,1000000").split(","))
 SENDERS = [int(n) for n in os.environ.get("BENCH_PG_SENDERS", "1,4").split(",")]
-UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 MSG = "8001" + "ab" * 64
-CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
 UNFLUSHED = "PostgreSQL, synchronous_commit=off"
 
 
@@ -59,9 +57,9 @@ def backend_cpu(url: str, database: str) -> float:
             "SELECT pid FROM pg_stat_activity WHERE application_name = 'custommsg' AND datname = %s", (database,))]
     total = 0.0
     for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        stat = proc_stat(str(pid))
+        assert stat is not None, f"the plugin's backend {pid} is gone"
+        total += stat[2]
     return total
 
 
@@ -82,6 +80,7 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url, senders):  #
     WAL mode with synchronous=NORMAL, which does not sync at commit either), in alternating rounds; each
     round's rate is messages over the time until the receiver has stored the last one (custommsg-wait)."""
     database = pg.create_database(pg_url)
+    database_name = database.rsplit("/", 1)[1]
     unflushed = pg.create_database(pg_url)
     try:
         with psycopg.connect(pg_url, autocommit=True) as admin:
@@ -98,20 +97,19 @@ def test_receive_rate_postgres_against_sqlite(node_factory, pg_url, senders):  #
         @contextlib.contextmanager
         def server_cpu() -> Iterator[None]:
             nonlocal server_seconds
-            before = backend_cpu(pg_url, database.rsplit("/", 1)[1])
+            before = backend_cpu(pg_url, database_name)
             yield
-            server_seconds += backend_cpu(pg_url, database.rsplit("/", 1)[1]) - before
+            server_seconds += backend_cpu(pg_url, database_name) - before
 
         cases = {"SQLite": Receiving(r_sqlite, stored_by(r_sqlite)),
                  "PostgreSQL": Receiving(r_pg, stored_by(r_pg), beside=server_cpu),
                  UNFLUSHED: Receiving(r_off, stored_by(r_off))}
         cpu = CpuMeter()
-        name = database.rsplit("/", 1)[1]
         time.sleep(1.5)
-        committed = commits(pg_url, name)
+        committed = commits(pg_url, database_name)
         rates, done = receive_rounds([rpc_of(s) for s in sending], cases, MSG, ROUNDS, PER_ROUND, cpu)
         time.sleep(1.5)
-        committed = commits(pg_url, name) - committed
+        committed = commits(pg_url, database_name) - committed
         print(f"\n{senders} sending peer(s)")
         median = report_rates(rates, ROUNDS, PER_ROUND, "custommsg on {}")
         cpu.report("receiving node; plugin = custommsg")

@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 
-from .conftest import PLUGIN_UNDER_TEST, CpuMeter, bench_node, interleaved, plugin_paths, rpc_of
+from .conftest import PLUGIN_UNDER_TEST, UNLIMITED, CpuMeter, bench_node, interleaved, plugin_paths, rpc_of
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
@@ -23,7 +23,6 @@ BODY = (
 )
 REGISTERED = "a475" + BODY  # swap_request
 UNREGISTERED = "8001" + BODY
-UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 
 
 def test_receive_cpu_registered_against_unregistered(node_factory):

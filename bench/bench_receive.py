@@ -19,6 +19,7 @@ from tests.integration.conftest import plugin_rss_kib
 from .conftest import (
     BENCH_PLUGINS,
     PLUGIN_UNDER_TEST,
+    UNLIMITED,
     CpuMeter,
     Receiving,
     bench_node,
@@ -33,7 +34,6 @@ from .conftest import (
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
 SIZES = sorted(int(n) for n in os.environ.get("BENCH_INBOX_SIZES", "10000,100000,1000000").split(","))
-UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 QUIET = "custommsg, no custommsg_stored"
 MSG = "8001" + "ab" * 64
 CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)

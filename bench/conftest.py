@@ -30,6 +30,8 @@ from custommsg.node.rpcclient import PersistentRpc
 from tests.integration.conftest import PLUGIN, SKIP_REASON  # noqa: F401  (sets PATH up)
 
 BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"
+# A receiver's message-count limit out of the way, so that a benchmark measures the store, not the limiter.
+UNLIMITED = {"custommsg-peer-rate": "1000000000", "custommsg-peer-burst": 1000000000}
 # The plugin under test. Its process is found by this path: plugin.py re-executes
 # itself into its venv as `.venv/bin/python3 <realpath of plugin.py>`.
 PLUGIN_UNDER_TEST = Path(os.environ.get("BENCH_PLUGIN") or PLUGIN).resolve()
@@ -74,7 +76,7 @@ def wait_until(predicate, timeout=120.0, interval=0.001) -> None:
         time.sleep(interval)
 
 
-def _proc_stat(pid: str) -> tuple[str, int, float, int] | None:
+def proc_stat(pid: str) -> tuple[str, int, float, int] | None:
     """(command name, parent pid, utime+stime in seconds, start time) of a live process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -105,7 +107,7 @@ def node_cpu(node, plugins: set[str]) -> dict[tuple[str, int], tuple[str, float]
     ``plugins`` (see plugin_paths); ``lightningd`` for lightningd and its subdaemons;
     ``builtin`` for every other descendant (built-in plugins, and what they run)."""
     root = str(node.daemon.proc.pid)
-    stats = {pid: s for pid in os.listdir("/proc") if pid.isdigit() and (s := _proc_stat(pid)) is not None}
+    stats = {pid: s for pid in os.listdir("/proc") if pid.isdigit() and (s := proc_stat(pid)) is not None}
     children: dict[int, list[str]] = {}
     for pid, (_, ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)

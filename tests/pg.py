@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,6 +121,19 @@ class OwnServer:
     def resume(self) -> None:
         for pid in self._processes():
             os.kill(pid, signal.SIGCONT)
+
+    @contextmanager
+    def silent(self, rescue_after: float) -> Iterator[None]:
+        """Paused inside, resumed on leaving; resumed anyway after ``rescue_after`` seconds, so a plugin
+        that waits on the server for ever fails its test instead of hanging it."""
+        self.pause()
+        rescue = threading.Timer(rescue_after, self.resume)
+        rescue.start()
+        try:
+            yield
+        finally:
+            rescue.cancel()
+            self.resume()
 
 
 

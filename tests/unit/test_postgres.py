@@ -8,9 +8,9 @@ choice of location (``custommsg-db``, lightningd's ``wallet``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -218,81 +218,71 @@ def test_a_lost_connection_is_opened_again_by_itself(pg_url: str, schema: str) -
     store.close()
 
 
-def test_a_silent_server_costs_one_call_its_deadline_then_calls_fail_at_once() -> None:
-    # given a store on a server of its own, watched as the plugin watches it (a thread of its own)
+@pytest.fixture
+def watched() -> Iterator[tuple[pg.OwnServer, Store]]:
+    """A store on a server of its own, watched as the plugin watches it (a thread of its own)."""
     server = pg.OwnServer()
     store = Store(server.url, "custommsg")
     watcher = WatchThread(store.watch, lambda *args, **kwargs: None)  # type: ignore[arg-type]
     watcher.start()
     try:
-        store.inbox.add_message(A, b"\x80\x01one", 32769, 1.0, 100)
-        # when the server goes silent: stopped, so the kernel still takes what is sent and nothing answers
-        server.pause()
-        rescue = threading.Timer(30, server.resume)  # without the deadline, the call below fails, not hangs
-        rescue.start()
-        try:
-            started = time.monotonic()
-            with pytest.raises(StorageError):
-                store.inbox.add_message(A, b"\x80\x01lost", 32769, 2.0, 100)
-            # then the call waited its deadline, no longer; and the next ones fail at once (no connect here)
-            assert CALL_DEADLINE <= time.monotonic() - started < CALL_DEADLINE + 2
-            for _ in range(3):
-                started = time.monotonic()
-                with pytest.raises(StorageError):
-                    store.inbox.add_messages([Incoming(A, b"\x80\x01lost", 32769, 2.0)], 100)
-                assert time.monotonic() - started < 0.5
-        finally:
-            rescue.cancel()
-            server.resume()
-        # and once it answers again, storing resumes by itself, on a connection the watch opened
-        stores_again_within(store, RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5)
+        yield server, store
     finally:
         watcher.stop()
         store.close()
         server.remove()
 
 
-def test_a_round_the_silent_server_ran_later_is_counted_once_as_stored() -> None:
+def test_a_silent_server_costs_one_call_its_deadline_then_calls_fail_at_once(
+    watched: tuple[pg.OwnServer, Store],
+) -> None:
+    server, store = watched
+    store.inbox.add_message(A, b"\x80\x01one", 32769, 1.0, 100)
+    # when the server goes silent: stopped, so the kernel still takes what is sent and nothing answers
+    with server.silent(rescue_after=30):  # without the deadline, the call below fails, not hangs
+        started = time.monotonic()
+        with pytest.raises(StorageError):
+            store.inbox.add_message(A, b"\x80\x01lost", 32769, 2.0, 100)
+        # then the call waited its deadline, no longer; and the next ones fail at once (no connect here)
+        assert CALL_DEADLINE <= time.monotonic() - started < CALL_DEADLINE + 2
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(StorageError):
+                store.inbox.add_messages([Incoming(A, b"\x80\x01lost", 32769, 2.0)], 100)
+            assert time.monotonic() - started < 0.5
+    # and once it answers again, storing resumes by itself, on a connection the watch opened
+    stores_again_within(store, RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5)
+
+
+def test_a_round_the_silent_server_ran_later_is_counted_once_as_stored(
+    watched: tuple[pg.OwnServer, Store],
+) -> None:
     # given a batched receiver on a watched store, and its server falling silent under a round
-    server = pg.OwnServer()
-    store = Store(server.url, "custommsg")
-    watcher = WatchThread(store.watch, lambda *args, **kwargs: None)  # type: ignore[arg-type]
-    watcher.start()
+    server, store = watched
     notified: list[dict[str, object]] = []
     receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 100,
                         notify=notified.append, log=lambda *args, **kwargs: None)
     receiver.batched = True
-    try:
-        receiver.receive(A, b"\x80\x01one", 32769)
+    receiver.receive(A, b"\x80\x01one", 32769)
+    receiver.settle()
+    with server.silent(rescue_after=30):  # on leaving, the server wakes and runs what it had been sent
+        receiver.receive(A, b"\x80\x01sent-then-silence", 32769)
+        receiver.settle()  # the round's statement reached the server; its answer never comes
+    # when the store answers again (the watch reopened the connection) and the next round is stored
+    deadline = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5
+    while not any(n["payload"] == (b"\x80\x01two").hex() for n in notified):
+        assert time.monotonic() < deadline, "never stored again"
+        receiver.receive(A, b"\x80\x01two", 32769)
         receiver.settle()
-        server.pause()
-        rescue = threading.Timer(30, server.resume)
-        rescue.start()
-        try:
-            receiver.receive(A, b"\x80\x01sent-then-silence", 32769)
-            receiver.settle()  # the round's statement reached the server; its answer never comes
-        finally:
-            rescue.cancel()
-            server.resume()  # the server wakes and runs what it had been sent: the round is committed
-        # when the store answers again (the watch reopened the connection) and the next round is stored
-        deadline = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5
-        while not any(n["payload"] == (b"\x80\x01two").hex() for n in notified):
-            assert time.monotonic() < deadline, "never stored again"
-            receiver.receive(A, b"\x80\x01two", 32769)
-            receiver.settle()
-            time.sleep(0.1)
-        # then the round the server ran is announced, in its place, and counted once: stored, not dropped
-        payloads = [m.payload for m in store.inbox.list_messages()]
-        assert payloads[:2] == [b"\x80\x01one", b"\x80\x01sent-then-silence"]
-        assert [n["payload"] for n in notified][:2] == [p.hex() for p in payloads[:2]]
-        stored = len(payloads)
-        report = receiver.counters.report(A, None)
-        assert report["total"]["stored"] == report["session"]["stored"] == stored
-        assert report["total"]["received"] == stored + report["total"]["dropped"]["storage"]
-    finally:
-        watcher.stop()
-        store.close()
-        server.remove()
+        time.sleep(0.1)
+    # then the round the server ran is announced, in its place, and counted once: stored, not dropped
+    payloads = [m.payload for m in store.inbox.list_messages()]
+    assert payloads[:2] == [b"\x80\x01one", b"\x80\x01sent-then-silence"]
+    assert [n["payload"] for n in notified][:2] == [p.hex() for p in payloads[:2]]
+    stored = len(payloads)
+    report = receiver.counters.report(A, None)
+    assert report["total"]["stored"] == report["session"]["stored"] == stored
+    assert report["total"]["received"] == stored + report["total"]["dropped"]["storage"]
 
 
 def test_a_connection_lost_inside_a_transaction_is_not_replaced_inside_it(pg_url: str, schema: str) -> None:
