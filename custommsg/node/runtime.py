@@ -151,7 +151,7 @@ class Runtime:
         self.receiver = Receiver(
             store, self.counters, limiter,
             self.waiters, config.inbox_max, log=log,
-            notify=self._notify_stored if config.stored_notification else _silent,
+            notify=functools.partial(self._notify, STORED_TOPIC) if config.stored_notification else _silent,
             protocols=self.protocols,
         )
         self.send_budget = SendBudget(config.send_bytes)
@@ -160,7 +160,7 @@ class Runtime:
                                  spend=self.spend)
         self.acked = AckedDelivery(
             store, self.outbox, self.receiver, self._post, self.deliver_soon,
-            notify_delivered=lambda entry: plugin.notify(DELIVERED_TOPIC, entry.to_json()), log=log,
+            notify_delivered=lambda entry: self._notify(DELIVERED_TOPIC, entry.to_json()), log=log,
             hello_timeout=config.hello_timeout, retransmit_after=config.retransmit_after, ack_delay=config.ack_delay,
             enabled=config.acked_delivery, wake_at=plugin.wake_at,
         )
@@ -238,8 +238,12 @@ class Runtime:
         self.sender.stop()
         self.store.close()
 
-    def _notify_stored(self, entry: dict[str, Any]) -> None:
-        self.plugin.notify(STORED_TOPIC, entry)
+    def _notify(self, topic: str, entry: dict[str, Any]) -> None:
+        """Emit ``topic`` with ``entry`` as the object named ``topic`` in its params, as lightningd's own
+        notifications are written, and only so: pyln's ``notify`` would also copy the entry's fields
+        beside it, doubling what lightningd reads for every notification, subscribed or not
+        (lightningd/plugin.c: plugin_notification_handle)."""
+        self.plugin.notify(topic, {topic: entry})
 
     def _settled(self, entry: OutboxEntry) -> None:
         self.waiters.wake(("outbox", entry.id), entry)

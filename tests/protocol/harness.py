@@ -806,6 +806,12 @@ class FakeLightningd:
 
     # observing
 
+    def notified(self, topic: str) -> list[dict[str, Any]]:
+        """The objects custommsg's ``topic`` notifications carried so far (each named after the topic in its
+        params), in order."""
+        with self._cond:
+            return [n["params"][topic] for n in self.notifications if n.get("method") == topic]
+
     def wait_notification(self, method: str, predicate: Callable[[dict[str, Any]], bool] = lambda n: True,
                           timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -176,7 +176,9 @@ def test_acknowledgement_marks_delivered(ld: FakeLightningd) -> None:
     ld.custommsg(PEER_A, ack(sent["stream"], 1))
     done = waiting.result(timeout=3)
     assert done["status"] == "delivered" and done["delivered_at"] >= done["sent_at"] >= done["created_at"]
-    note = ld.wait_notification("custommsg_delivered")["params"]
+    params = ld.wait_notification("custommsg_delivered")["params"]
+    assert list(params) == ["custommsg_delivered"]  # the entry once, under the topic's name
+    note = params["custommsg_delivered"]
     assert note["id"] == 1 and note["status"] == "delivered"
     assert ld.call("custommsg-outbox-wait", [1]) == done  # settled: answered at once
     stats = ld.call("custommsg-stats")
@@ -362,7 +364,7 @@ def test_duplicate_envelope_stored_once_and_acked_again(ld: FakeLightningd) -> N
     assert all(a["stream"] == STREAM for a in acks_to(ld, PEER_A))
     messages = inbox(ld)
     assert [(m["type"], m["payload"]) for m in messages] == [(0x8001, "8001aa"), (0x8001, "8001bb"), (0x8001, "8001cc")]
-    stored = [n["params"]["payload"] for n in ld.notifications if n.get("method") == "custommsg_stored"]
+    stored = [m["payload"] for m in ld.notified("custommsg_stored")]
     assert stored == ["8001aa", "8001bb", "8001cc"]
     (row,) = ld.call("custommsg-stats")["peers"]
     assert row["type"] == 0x8001 and row["session"]["received"] == 3 and row["session"]["stored"] == 3

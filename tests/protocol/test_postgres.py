@@ -160,7 +160,7 @@ def test_server_silent_mid_flood(make_ld: MakeLd, own_server: OwnServer) -> None
     assert row["total"]["received"] == 20
     assert row["total"]["dropped"]["storage"] == 20 - len(late)
     assert row["total"]["stored"] == row["session"]["stored"] == len(late)
-    notified = [n["params"]["created_index"] for n in ld.notifications if n["method"] == "custommsg_stored"]
+    notified = [m["created_index"] for m in ld.notified("custommsg_stored")]
     assert all(m["created_index"] in notified for m in listed)
     assert len(ld.log_lines("cannot store messages")) == 1
 
