@@ -8,7 +8,10 @@ PER_ROUND with ``ack=true``, timed until the last one is ``delivered`` (the rece
 plugin stored each and acknowledged it; acks are cumulative, so ``custommsg-outbox-wait``
 on the last id covers them all). The ratio of
 the two rates is what counts. Then LATENCY_SAMPLES single acknowledged messages, one at a
-time, each timed from the send call to ``custommsg-outbox-wait`` returning ``delivered``.
+time, each timed from the send call to ``custommsg-outbox-wait`` returning ``delivered``, in
+turn with as many pings between two more nodes running ``plugins/echo.py``, each timed until
+its pong came back: the floor of any acknowledged message between two Python plugins on
+lightningd (one message each way, nothing stored, checked or guarded).
 
 The receiver's rate limit is raised out of the way (its default, 100 messages a second
 from one peer, would drop envelopes, which then wait 10 s to go again): this measures the
@@ -23,6 +26,7 @@ import statistics
 import time
 
 from .conftest import (
+    BENCH_PLUGINS,
     PLUGIN_UNDER_TEST,
     CpuMeter,
     PersistentRpc,
@@ -37,6 +41,8 @@ PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "200"))
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "100"))
 MSG = "8001" + "ab" * 64
 PLAIN = "plain custommsg-send, until stored"
+FLOOR = "a ping and its pong between two do-nothing plugins"
+GUARDED_FLOOR = "the same with a do-nothing guard on each node"
 ACKED = "custommsg-send ack=true, until delivered"
 
 
@@ -85,6 +91,12 @@ def one_delivered(rpc: PersistentRpc, peer: str) -> float:
     return time.perf_counter() - started
 
 
+def one_echoed(rpc: PersistentRpc, peer: str, number: int) -> float:
+    started = time.perf_counter()
+    rpc.call("echo-ping", {"node_id": peer, "body": f"{number:08x}" + MSG[12:]})
+    return time.perf_counter() - started
+
+
 def test_acknowledged_delivery_rate(node_factory):
     sender = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST))
     receiver = bench_node(
@@ -106,7 +118,23 @@ def test_acknowledged_delivery_rate(node_factory):
         {name: functools.partial(run, rpc, inbox, peer) for name, run in cases.items()},
         [(cpu["sender"], sender), (cpu["receiver"], receiver)], plugins, ROUNDS, PER_ROUND,
     )
-    latencies = sorted(one_delivered(rpc, peer) for _ in range(LATENCY_SAMPLES))
+    # The floor of a lone acknowledged message: a ping and its pong between two plugins that store and
+    # check nothing (bench/plugins/echo.py); and the same with a do-nothing guard on each node
+    # (guardonly.py). Each timed in turn with the acknowledged sends.
+    echo, guard = str(BENCH_PLUGINS / "echo.py"), str(BENCH_PLUGINS / "guardonly.py")
+    pairs = {}
+    for name, plugin in ((FLOOR, echo), (GUARDED_FLOOR, [echo, guard])):
+        pinger, ponger = bench_node(node_factory, plugin=plugin), bench_node(node_factory, plugin=plugin)
+        pinger.connect(ponger)
+        pairs[name] = functools.partial(one_echoed, rpc_of(pinger), ponger.info["id"])
+        pairs[name](0)
+    latencies: list[float] = []
+    floors: dict[str, list[float]] = {name: [] for name in pairs}
+    for number in range(1, LATENCY_SAMPLES + 1):
+        latencies.append(one_delivered(rpc, peer))
+        for name, ping in pairs.items():
+            floors[name].append(ping(number))
+    latencies.sort()
 
     median = {name: statistics.median(values) for name, values in samples.items()}
     rate_plain, rate_ack = median[PLAIN], median[ACKED]
@@ -120,7 +148,11 @@ def test_acknowledged_delivery_rate(node_factory):
     for side, meter in cpu.items():
         meter.report(f"{side} node")
     print(f"RATIO ack=true until delivered / plain until stored = {rate_ack / rate_plain:.2f}")
+    for name, values in floors.items():
+        print(f"{name}, in turn with those: median {statistics.median(values) * 1e3:.1f} ms")
     print(f"MEDIAN send to delivered = {p50 * 1e3:.1f} ms")
+    for name, values in floors.items():
+        print(f"RATIO send to delivered / {name} (medians) = {p50 / statistics.median(values):.2f}")
     for side, meter in cpu.items():
         meter.ratios(f"{side} ack / plain", ACKED, PLAIN)
     stored = receiver.rpc.call("custommsg-stats")["inbox_count"]

@@ -35,40 +35,53 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "500"))
 SIZES = sorted(int(n) for n in os.environ.get("BENCH_INBOX_SIZES", "10000,100000,1000000").split(","))
 QUIET = "custommsg, no custommsg_stored"
+DURABLE = "hook committing each message"
+NOTHING = "do-nothing hook"
 MSG = "8001" + "ab" * 64
 CUSTOMMSG = plugin_paths(PLUGIN_UNDER_TEST)
 
 
-def test_receive_rate(node_factory):
+def test_receive_rate(node_factory, tmp_path):
     """sender sends as fast as one RPC connection goes to r_store (custommsg), r_quiet
-    (custommsg with custommsg-stored-notification=false) and r_null (a hook that only
-    counts), in alternating rounds; each round's rate is messages over the time until the
-    receiver has handled the last one. Over the same rounds, the receiver's plugin and
-    lightningd CPU per message are summed: custommsg storing against the do-nothing hook."""
+    (custommsg with custommsg-stored-notification=false), r_null (a hook that only counts)
+    and r_durable (a hook that commits each message to SQLite before it answers, and does
+    nothing else: the floor of keeping what peers send), in alternating rounds; each round's
+    rate is messages over the time until the receiver has handled the last one. Over the
+    same rounds, the receiver's plugin and lightningd CPU per message are summed: custommsg
+    storing against the do-nothing hook, and against the committing one."""
     nullhook = str(BENCH_PLUGINS / "nullhook.py")
     sender = bench_node(node_factory)
     r_store = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED)
     r_quiet = bench_node(node_factory, plugin=str(PLUGIN_UNDER_TEST), **UNLIMITED,
                          **{"custommsg-stored-notification": False})
     r_null = bench_node(node_factory, plugin=nullhook)
-    for receiver in (r_store, r_quiet, r_null):
+    r_durable = bench_node(node_factory, plugin=nullhook, **{"nullhook-db": str(tmp_path / "durable.sqlite3")})
+    for receiver in (r_store, r_quiet, r_null, r_durable):
         sender.connect(receiver)
-    null_rpc = rpc_of(r_null)
+
+    def counted_by(node):
+        node_rpc = rpc_of(node)
+        return lambda n: node_rpc.call("nullhook-wait", {"target": n})
+
     cases = {
         "custommsg (stores)": Receiving(r_store, stored_by(r_store)),
         QUIET: Receiving(r_quiet, stored_by(r_quiet)),
-        "do-nothing hook": Receiving(r_null, lambda n: null_rpc.call("nullhook-wait", {"target": n}),
-                                     plugin_paths(nullhook)),
+        NOTHING: Receiving(r_null, counted_by(r_null), plugin_paths(nullhook)),
+        DURABLE: Receiving(r_durable, counted_by(r_durable), plugin_paths(nullhook)),
     }
     cpu = CpuMeter()
     rates, done = receive_rounds([rpc_of(sender)], cases, MSG, ROUNDS, PER_ROUND, cpu)
     median = report_rates(rates, ROUNDS, PER_ROUND)
-    cpu.report("receiving node; plugin(s) = custommsg, or the do-nothing hook")
-    floor = median["do-nothing hook"]
-    print(f"RATIO custommsg receive / do-nothing hook = {median['custommsg (stores)'] / floor:.2f}")
-    print(f"RATIO custommsg receive, no notification / do-nothing hook = {median[QUIET] / floor:.2f}")
-    cpu.ratios("custommsg receive / do-nothing hook", "custommsg (stores)", "do-nothing hook")
-    cpu.ratios("custommsg receive, no notification / do-nothing hook", QUIET, "do-nothing hook")
+    cpu.report("receiving node; plugin(s) = custommsg, or the baseline hook")
+    print(f"RATIO custommsg receive / do-nothing hook = {median['custommsg (stores)'] / median[NOTHING]:.2f}")
+    print(f"RATIO custommsg receive, no notification / do-nothing hook = {median[QUIET] / median[NOTHING]:.2f}")
+    print(f"RATIO hook committing each message / do-nothing hook = {median[DURABLE] / median[NOTHING]:.2f}")
+    print(f"RATIO custommsg receive, no notification / hook committing each message = "
+          f"{median[QUIET] / median[DURABLE]:.2f}")
+    cpu.ratios("custommsg receive / do-nothing hook", "custommsg (stores)", NOTHING)
+    cpu.ratios("custommsg receive, no notification / do-nothing hook", QUIET, NOTHING)
+    cpu.ratios("hook committing each message / do-nothing hook", DURABLE, NOTHING)
+    cpu.ratios("custommsg receive, no notification / hook committing each message", QUIET, DURABLE)
     assert rpc_of(r_store).call("custommsg-stats")["session"]["stored"] == done["custommsg (stores)"]
 
 
