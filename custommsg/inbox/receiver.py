@@ -64,9 +64,10 @@ class Receiver:
         self.malformed = 0  # payloads too short to have a type
         self.batched = False  # hold plain messages for settle() (main loop only)
         self._held: list[Incoming] = []
-        # Rounds whose commit went unanswered, with the pending counts the write took along: found stored
-        # once the store answers again, or counted as dropped (and the counts pending again).
-        self._unsure: list[tuple[list[Incoming], Any, int]] = []  # with the inbox's newest index then
+        # Writes whose commit went unanswered (a round, or one kept message), with the pending counts they
+        # took along, the inbox's newest index then, and what storing them counts: found stored once the
+        # store answers again, or counted as dropped (and the counts pending again).
+        self._unsure: list[tuple[list[Incoming], Any, int, tuple[str, ...]]] = []
         self._storage_failing = False  # log a storage outage once, and its end once
 
     def receive(self, peer_id: str, raw: bytes, msg_type: int) -> None:
@@ -93,7 +94,7 @@ class Receiver:
         except StorageError as exc:
             if exc.unsure:
                 # counted once the store says whether it was committed
-                self._unsure.append((held, exc.unsure_counts, self.store.inbox.newest))
+                self._unsure.append((held, exc.unsure_counts, self.store.inbox.newest, ("stored",)))
             else:
                 self._count_dropped(held)
             self._storage_failed(exc)
@@ -105,11 +106,11 @@ class Receiver:
             self.counters.count(message.peer_id, message.msg_type, "dropped_storage", len(message.payload))
 
     def _settle_unsure(self) -> None:
-        """The store answers again: a round whose commit went unanswered is announced if it was stored
+        """The store answers again: a write whose commit went unanswered is announced if it was stored
         (its counts were committed with it), else counted as dropped (and what it took along is pending
-        again). One statement wrote each round: all of it is there, or none."""
+        again). One transaction wrote each: all of it is there, or none."""
         unsure, self._unsure = self._unsure, []
-        for number, (messages, counts, newest) in enumerate(unsure):
+        for number, (messages, counts, newest, counted) in enumerate(unsure):
             try:
                 found = self.store.inbox.find_stored(messages, newest)
             except StorageError:
@@ -120,7 +121,7 @@ class Receiver:
                 if counts:
                     self.store.counters.restore(counts)
                 continue
-            self._announce(found, [], ("stored",))
+            self._announce(found, [], counted)
 
     def admit(self, peer_id: str, msg_type: int, size: int, counted: bool = True) -> bool:
         """Count it as received (unless ``counted`` is False: an envelope counts when it is stored),
@@ -153,13 +154,18 @@ class Receiver:
         the storing transaction) said no. StorageError, counted and logged, if it could not be stored."""
         self.settle()  # what came before it is stored before it
         decoded = self._decode(raw, msg_type)
+        counted = ("received", "stored") if count_received else ("stored",)
+        received_at, newest = round(time.time(), 3), self.store.inbox.newest
         try:
-            counted = ("received", "stored") if count_received else ("stored",)
             stored = self.store.inbox.add_message(
-                peer_id, raw, msg_type, round(time.time(), 3), self.inbox_max, rpc, gate, decoded, counted
+                peer_id, raw, msg_type, received_at, self.inbox_max, rpc, gate, decoded, counted
             )
         except StorageError as exc:
-            self.counters.count(peer_id, msg_type, "dropped_storage", len(raw))
+            if exc.unsure:  # an envelope found stored is acknowledged as a copy when it comes again
+                kept = Incoming(peer_id, raw, msg_type, received_at, rpc, decoded)
+                self._unsure.append(([kept], exc.unsure_counts, newest, counted))
+            else:
+                self.counters.count(peer_id, msg_type, "dropped_storage", len(raw))
             self._storage_failed(exc)
             raise
         if stored is None:

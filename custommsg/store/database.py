@@ -119,6 +119,7 @@ class Store:
         manager, not nested ones: it wraps every message stored. ``pipelined``: the engine may send
         the statements together, from BEGIN to COMMIT (``insert_many`` keys are read after the end)."""
         engine = self._engine
+        flushed = None
         with self.lock:
             try:
                 try:
@@ -131,9 +132,14 @@ class Store:
                     engine.rollback()
                     raise
             except self._errors as exc:
-                raise self._storage_error(exc, what) from exc
+                error = self._storage_error(exc, what)
+                if error.unsure and flushed is not None:  # as store_round's: restored if not committed
+                    self.counters.written(flushed)
+                    error.unsure_counts = flushed
+                raise error from exc
             finally:
                 self.counters.transaction_ended()
+            assert flushed is not None
             self.counters.written(flushed)
 
     @property

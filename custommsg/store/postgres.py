@@ -140,6 +140,7 @@ class PostgresEngine:
         self._next_attempt = 0.0
         self._retry_after = RECONNECT_EVERY
         self._in_transaction = False  # a connection lost inside one is not replaced until it ends
+        self._commit_sent = False  # the transaction's COMMIT went (or, in a pipeline, is queued to go)
         self._db: Any = None
         self._db = self._connect()
         self._transaction_db: Any = None  # the connection the transaction under way began on
@@ -279,8 +280,12 @@ class PostgresEngine:
         if not self._pipelines:  # libpq older than 14: one statement at a time, as outside
             yield
             return
-        with self._call(db), db.pipeline():
-            yield
+        try:
+            with self._call(db), db.pipeline():
+                yield
+        except self._psycopg.OperationalError as exc:
+            self._raise_if_unsure(db, exc)
+            raise
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with self._call(self._connection()) as db, db.cursor() as cursor:
@@ -290,13 +295,25 @@ class PostgresEngine:
         db = self._connection()
         with self._call(db):
             db.execute("BEGIN")
-        self._transaction_db, self._in_transaction = db, True
+        self._transaction_db, self._in_transaction, self._commit_sent = db, True, False
 
     def commit(self) -> None:
+        db = self._transaction_db
         try:
+            self._commit_sent = True
             self.execute("COMMIT")
+        except self._psycopg.OperationalError as exc:
+            self._raise_if_unsure(db, exc)
+            raise
         finally:
             self._in_transaction, self._transaction_db = False, None
+
+    def _raise_if_unsure(self, db: Any, exc: Exception) -> None:
+        """A COMMIT went over ``db`` and the connection broke before its answer came: the server may have
+        committed it (a silent one runs what it was sent once it wakes), or not. Unsure says so."""
+        if self._commit_sent and db is not None and db.broken:
+            self._commit_sent = False
+            raise Unsure(f"{exc}; the transaction may have been committed") from exc
 
     def rollback(self) -> None:
         db = self._transaction_db if self._in_transaction else self._db

@@ -8,6 +8,7 @@ choice of location (``custommsg-db``, lightningd's ``wallet``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -283,6 +284,93 @@ def test_a_round_the_silent_server_ran_later_is_counted_once_as_stored(
     report = receiver.counters.report(A, None)
     assert report["total"]["stored"] == report["session"]["stored"] == stored
     assert report["total"]["received"] == stored + report["total"]["dropped"]["storage"]
+
+
+def test_an_envelope_whose_commit_the_silent_server_ran_later_is_counted_once_as_stored(
+    watched: tuple[pg.OwnServer, Store],
+) -> None:
+    # given a receiver on a watched store, and its server falling silent once the envelope's COMMIT is sent
+    server, store = watched
+    notified: list[dict[str, object]] = []
+    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 100,
+                        notify=notified.append, log=lambda *args, **kwargs: None)
+    receiver.keep(A, b"\x80\x01one", 32769)
+    engine = store._engine
+    commit = engine.commit
+
+    def commit_into_silence() -> None:
+        with server.silent(rescue_after=30):  # on leaving, the server wakes and runs the COMMIT it had
+            commit()
+
+    engine.commit = commit_into_silence  # type: ignore[method-assign]
+    with pytest.raises(StorageError) as raised:
+        receiver.keep(A, b"\x80\x01enveloped", 32769, gate=store.acked.envelope_gate(A, 7, 1), count_received=True)
+    engine.commit = commit  # type: ignore[method-assign]
+    assert raised.value.unsure  # it may have been stored: not acknowledged, not counted as dropped yet
+    # when the store answers again and the next message is stored
+    deadline, refused = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5, 0
+    while not any(n["payload"] == (b"\x80\x01two").hex() for n in notified):
+        assert time.monotonic() < deadline, "never stored again"
+        try:
+            receiver.keep(A, b"\x80\x01two", 32769)
+        except StorageError:
+            refused += 1  # the connection is not back yet: that try is dropped
+            time.sleep(0.1)
+    # then the envelope's message is announced in its place and counted once, as stored and received
+    payloads = [m.payload for m in store.inbox.list_messages()]
+    assert payloads == [b"\x80\x01one", b"\x80\x01enveloped", b"\x80\x01two"]
+    assert [n["payload"] for n in notified] == [p.hex() for p in payloads]
+    report = receiver.counters.report(A, None)
+    assert report["total"]["stored"] == report["session"]["stored"] == 3
+    assert report["total"]["dropped"]["storage"] == refused  # the tries of "two" only
+    assert report["total"]["received"] == report["session"]["received"] == 1  # the enveloped one (keep counts it)
+    # and its copy, sent again since it was never acknowledged, is a copy: not stored twice
+    gate = store.acked.envelope_gate(A, 7, 1)
+    assert receiver.keep(A, b"\x80\x01enveloped", 32769, gate=gate, count_received=True) is None
+    assert gate.last == 1 and len(store.inbox.list_messages()) == 3
+
+
+def test_a_round_making_room_that_a_silent_server_cut_short_is_counted_once_as_dropped(
+    watched: tuple[pg.OwnServer, Store],
+) -> None:
+    # given a batched receiver whose inbox is full, so a round is stored by a pipelined transaction that
+    # makes room (not by one statement), and its server falling silent under that transaction: the wait
+    # for the rows it drops comes before its COMMIT is sent, so the server, once awake, rolls it back
+    server, store = watched
+    notified: list[dict[str, object]] = []
+    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 2,
+                        notify=notified.append, log=lambda *args, **kwargs: None)
+    receiver.batched = True
+    for text in (b"one", b"two"):
+        receiver.receive(A, b"\x80\x01" + text, 32769)
+    receiver.settle()
+    engine = store._engine
+    pipelined = engine.pipelined
+
+    @contextlib.contextmanager
+    def pipelined_into_silence() -> Iterator[None]:
+        with server.silent(rescue_after=30), pipelined():  # the server runs it all once it wakes
+            yield
+
+    engine.pipelined = pipelined_into_silence  # type: ignore[method-assign]
+    receiver.receive(A, b"\x80\x01three", 32769)
+    receiver.settle()
+    assert not receiver._unsure  # its COMMIT never went: it is known not to be stored
+    engine.pipelined = pipelined  # type: ignore[method-assign]
+    # when the store answers again and the next round is stored
+    deadline = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5
+    while not any(n["payload"] == (b"\x80\x01four").hex() for n in notified):
+        assert time.monotonic() < deadline, "never stored again"
+        receiver.receive(A, b"\x80\x01four", 32769)
+        receiver.settle()
+        time.sleep(0.1)
+    # then "three" was not stored, nor announced, and is counted once, as dropped for storage
+    assert [m.payload for m in store.inbox.list_messages()] == [b"\x80\x01two", b"\x80\x01four"]
+    assert [n["payload"] for n in notified] == [(b"\x80\x01" + t).hex() for t in (b"one", b"two", b"four")]
+    report = receiver.counters.report(A, None)
+    assert report["total"]["stored"] == report["session"]["stored"] == 3
+    assert report["total"]["received"] == 3 + report["total"]["dropped"]["storage"]
+    assert report["total"]["dropped"]["retention"] == 1
 
 
 def test_a_connection_lost_inside_a_transaction_is_not_replaced_inside_it(pg_url: str, schema: str) -> None:
