@@ -255,27 +255,46 @@ def test_a_silent_server_costs_one_call_its_deadline_then_calls_fail_at_once(
     stores_again_within(store, RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5)
 
 
+def receiver_of(store: Store, inbox_max: int = 100, batched: bool = False) -> tuple[Receiver, list[dict[str, object]]]:
+    """A receiver on ``store`` (batched as the main loop runs it, or not), and what it notified."""
+    notified: list[dict[str, object]] = []
+    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), inbox_max,
+                        notify=notified.append, log=lambda *args, **kwargs: None)
+    receiver.batched = batched
+    return receiver, notified
+
+
+def store_until_notified(receiver: Receiver, notified: list[dict[str, object]], payload: bytes) -> int:
+    """Store ``payload`` again and again until it is notified (the store answers again, by itself);
+    returns how many tries were refused meanwhile (each counted as dropped)."""
+    deadline, refused = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5, 0
+    while not any(n["payload"] == payload.hex() for n in notified):
+        assert time.monotonic() < deadline, "never stored again"
+        try:
+            if receiver.batched:
+                receiver.receive(A, payload, 32769)
+                receiver.settle()
+            else:
+                receiver.keep(A, payload, 32769)
+        except StorageError:
+            refused += 1
+        time.sleep(0.1)
+    return refused
+
+
 def test_a_round_the_silent_server_ran_later_is_counted_once_as_stored(
     watched: tuple[pg.OwnServer, Store],
 ) -> None:
     # given a batched receiver on a watched store, and its server falling silent under a round
     server, store = watched
-    notified: list[dict[str, object]] = []
-    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 100,
-                        notify=notified.append, log=lambda *args, **kwargs: None)
-    receiver.batched = True
+    receiver, notified = receiver_of(store, batched=True)
     receiver.receive(A, b"\x80\x01one", 32769)
     receiver.settle()
     with server.silent(rescue_after=30):  # on leaving, the server wakes and runs what it had been sent
         receiver.receive(A, b"\x80\x01sent-then-silence", 32769)
         receiver.settle()  # the round's statement reached the server; its answer never comes
     # when the store answers again (the watch reopened the connection) and the next round is stored
-    deadline = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5
-    while not any(n["payload"] == (b"\x80\x01two").hex() for n in notified):
-        assert time.monotonic() < deadline, "never stored again"
-        receiver.receive(A, b"\x80\x01two", 32769)
-        receiver.settle()
-        time.sleep(0.1)
+    store_until_notified(receiver, notified, b"\x80\x01two")
     # then the round the server ran is announced, in its place, and counted once: stored, not dropped
     payloads = [m.payload for m in store.inbox.list_messages()]
     assert payloads[:2] == [b"\x80\x01one", b"\x80\x01sent-then-silence"]
@@ -291,9 +310,7 @@ def test_an_envelope_whose_commit_the_silent_server_ran_later_is_counted_once_as
 ) -> None:
     # given a receiver on a watched store, and its server falling silent once the envelope's COMMIT is sent
     server, store = watched
-    notified: list[dict[str, object]] = []
-    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 100,
-                        notify=notified.append, log=lambda *args, **kwargs: None)
+    receiver, notified = receiver_of(store)
     receiver.keep(A, b"\x80\x01one", 32769)
     engine = store._engine
     commit = engine.commit
@@ -308,14 +325,7 @@ def test_an_envelope_whose_commit_the_silent_server_ran_later_is_counted_once_as
     engine.commit = commit  # type: ignore[method-assign]
     assert raised.value.unsure  # it may have been stored: not acknowledged, not counted as dropped yet
     # when the store answers again and the next message is stored
-    deadline, refused = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5, 0
-    while not any(n["payload"] == (b"\x80\x01two").hex() for n in notified):
-        assert time.monotonic() < deadline, "never stored again"
-        try:
-            receiver.keep(A, b"\x80\x01two", 32769)
-        except StorageError:
-            refused += 1  # the connection is not back yet: that try is dropped
-            time.sleep(0.1)
+    refused = store_until_notified(receiver, notified, b"\x80\x01two")
     # then the envelope's message is announced in its place and counted once, as stored and received
     payloads = [m.payload for m in store.inbox.list_messages()]
     assert payloads == [b"\x80\x01one", b"\x80\x01enveloped", b"\x80\x01two"]
@@ -337,10 +347,7 @@ def test_a_round_making_room_that_a_silent_server_cut_short_is_counted_once_as_d
     # makes room (not by one statement), and its server falling silent under that transaction: the wait
     # for the rows it drops comes before its COMMIT is sent, so the server, once awake, rolls it back
     server, store = watched
-    notified: list[dict[str, object]] = []
-    receiver = Receiver(store, Counters(store), ReceiveLimiter(Budget(100, 1000)), WaiterRegistry(), 2,
-                        notify=notified.append, log=lambda *args, **kwargs: None)
-    receiver.batched = True
+    receiver, notified = receiver_of(store, inbox_max=2, batched=True)
     for text in (b"one", b"two"):
         receiver.receive(A, b"\x80\x01" + text, 32769)
     receiver.settle()
@@ -358,12 +365,7 @@ def test_a_round_making_room_that_a_silent_server_cut_short_is_counted_once_as_d
     assert not receiver._unsure  # its COMMIT never went: it is known not to be stored
     engine.pipelined = pipelined  # type: ignore[method-assign]
     # when the store answers again and the next round is stored
-    deadline = time.monotonic() + RECONNECT_AT_MOST + CONNECT_TIMEOUT + 5
-    while not any(n["payload"] == (b"\x80\x01four").hex() for n in notified):
-        assert time.monotonic() < deadline, "never stored again"
-        receiver.receive(A, b"\x80\x01four", 32769)
-        receiver.settle()
-        time.sleep(0.1)
+    store_until_notified(receiver, notified, b"\x80\x01four")
     # then "three" was not stored, nor announced, and is counted once, as dropped for storage
     assert [m.payload for m in store.inbox.list_messages()] == [b"\x80\x01two", b"\x80\x01four"]
     assert [n["payload"] for n in notified] == [(b"\x80\x01" + t).hex() for t in (b"one", b"two", b"four")]
