@@ -114,20 +114,22 @@ class Incoming:
     rpc: JsonRpcTag | None = None
     decoded: Decoded | None = None
 
+    def _reading(self) -> tuple[str | None, dict[str, Any] | None, str | None]:
+        """The protocol's name, fields and decode error (all None for a message no protocol read)."""
+        decoded = self.decoded
+        return (None, None, None) if decoded is None else (decoded.name, decoded.fields, decoded.error)
+
     def row(self) -> tuple[object, ...]:
-        name = fields = error = None
-        if self.decoded is not None:
-            name, error = self.decoded.name, self.decoded.error
-            fields = None if self.decoded.fields is None else json.dumps(self.decoded.fields, separators=(",", ":"))
+        name, fields, error = self._reading()
+        stored_fields = None if fields is None else json.dumps(fields, separators=(",", ":"))
         rpc = astuple(self.rpc) if self.rpc else (None,) * 3
-        return (bytes.fromhex(self.peer_id), self.msg_type, self.payload, self.received_at, *rpc, name, fields, error)
+        return (bytes.fromhex(self.peer_id), self.msg_type, self.payload, self.received_at, *rpc,
+                name, stored_fields, error)
 
     def stored(self, created_index: int) -> StoredMessage:
-        decoded = self.decoded
         return StoredMessage(
             created_index, self.peer_id, self.msg_type, self.payload, self.received_at, self.rpc, None,
-            None if decoded is None else decoded.name, None if decoded is None else decoded.fields,
-            None if decoded is None else decoded.error,
+            *self._reading(),
         )
 
 

@@ -14,13 +14,14 @@ served by an index, so their cost does not grow with the inbox.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from ..core.dsn import SCHEMA, is_postgres, password_of, redacted
 from ..core.errors import StorageError
-from ..core.records import Page
+from ..core.records import CounterKey, Page
 from . import importer, postgres, sqlite
 from .acked import AckQueries
 from .counters import CounterQueries
@@ -133,14 +134,21 @@ class Store:
                     raise
             except self._errors as exc:
                 error = self._storage_error(exc, what)
-                if error.unsure and flushed is not None:  # as store_round's: restored if not committed
-                    self.counters.written(flushed)
-                    error.unsure_counts = flushed
+                if flushed is not None:
+                    self._set_aside_if_unsure(error, flushed)
                 raise error from exc
             finally:
                 self.counters.transaction_ended()
             assert flushed is not None
             self.counters.written(flushed)
+
+    def _set_aside_if_unsure(self, error: StorageError, flushed: Counter[CounterKey]) -> None:
+        """A write that may have committed took the pending counts ``flushed`` along: they are not pending
+        any more, and go with the error (``CounterQueries.restore`` makes them pending again if the write
+        turns out not to have been committed)."""
+        if error.unsure:
+            self.counters.written(flushed)
+            error.unsure_counts = flushed
 
     @property
     def rounds_in_one_statement(self) -> bool:
@@ -158,9 +166,7 @@ class Store:
                 with self._wrapped():
                     keys = self._engine.store_round(rows, counts)
             except StorageError as exc:
-                if exc.unsure:  # set aside: restored (CounterQueries.restore) if the round was not committed
-                    self.counters.written(flushed)
-                    exc.unsure_counts = flushed
+                self._set_aside_if_unsure(exc, flushed)
                 raise
             finally:
                 self.counters.transaction_ended()

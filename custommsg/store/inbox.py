@@ -82,9 +82,7 @@ class InboxQueries:
                 return None
             keys, dropped, count = self._add(db, [message], inbox_max, counted)
         self.count = count
-        stored = message.stored(keys()[0])
-        self.newest = max(self.newest, stored.created_index)
-        return stored, dropped
+        return self._given([message], keys())[0], dropped
 
     def add_messages(
         self, messages: list[Incoming], inbox_max: int, counted: tuple[str, ...] = (),
@@ -98,14 +96,16 @@ class InboxQueries:
                 self._count_here(messages, counted)
                 given = self.store.store_round([message.row() for message in messages])
             self.count += len(messages)
-            self.newest = max(self.newest, *given)
-            return [message.stored(key) for message, key in zip(messages, given, strict=True)], []
+            return self._given(messages, given), []
         with self.store.transaction(pipelined=True) as db:
             keys, dropped, count = self._add(db, messages, inbox_max, counted)
         self.count = count
-        given = keys()
-        self.newest = max(self.newest, *given)
-        return [message.stored(key) for message, key in zip(messages, given, strict=True)], dropped
+        return self._given(messages, keys()), dropped
+
+    def _given(self, messages: list[Incoming], keys: list[int]) -> list[StoredMessage]:
+        """Committed: ``messages`` as stored under ``keys`` (in order), which :attr:`newest` follows."""
+        self.newest = max(self.newest, *keys)
+        return [message.stored(key) for message, key in zip(messages, keys, strict=True)]
 
     def _add(
         self, db: Db, messages: list[Incoming], inbox_max: int, counted: tuple[str, ...],

@@ -268,8 +268,7 @@ class PostgresEngine:
             try:
                 return sorted(int(row[0]) for row in db.execute(sql, args).fetchall())
             except self._psycopg.OperationalError as exc:
-                if db.broken:  # sent, and no answer: a server that had it (a silent one) may commit it yet
-                    raise Unsure(f"{exc}; the messages may have been stored") from exc
+                _raise_if_unsure(db, exc)  # the statement is its own transaction: it went
                 raise
 
     @contextmanager
@@ -284,7 +283,8 @@ class PostgresEngine:
             with self._call(db), db.pipeline():
                 yield
         except self._psycopg.OperationalError as exc:
-            self._raise_if_unsure(db, exc)
+            if self._commit_sent:  # the pipeline held the transaction's COMMIT
+                _raise_if_unsure(db, exc)
             raise
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -303,17 +303,10 @@ class PostgresEngine:
             self._commit_sent = True
             self.execute("COMMIT")
         except self._psycopg.OperationalError as exc:
-            self._raise_if_unsure(db, exc)
+            _raise_if_unsure(db, exc)
             raise
         finally:
             self._in_transaction, self._transaction_db = False, None
-
-    def _raise_if_unsure(self, db: Any, exc: Exception) -> None:
-        """A COMMIT went over ``db`` and the connection broke before its answer came: the server may have
-        committed it (a silent one runs what it was sent once it wakes), or not. Unsure says so."""
-        if self._commit_sent and db is not None and db.broken:
-            self._commit_sent = False
-            raise Unsure(f"{exc}; the transaction may have been committed") from exc
 
     def rollback(self) -> None:
         db = self._transaction_db if self._in_transaction else self._db
@@ -357,6 +350,14 @@ class PostgresEngine:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+
+
+def _raise_if_unsure(db: Any, exc: Exception) -> None:
+    """A statement that commits (a COMMIT, or a statement that is its own transaction) went over ``db``,
+    and the connection broke before its answer came: the server may have committed it (a silent one runs
+    what it was sent once it wakes), or not. Unsure says so; any other failure is the caller's to raise."""
+    if db is not None and db.broken:
+        raise Unsure(f"{exc}; what it wrote may have been committed") from exc
 
 
 def _shut(db: Any) -> None:
