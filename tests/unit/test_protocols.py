@@ -23,13 +23,13 @@ from custommsg.core.errors import ValidationError
 from custommsg.core.protocols import (
     KNOWN_TYPES,
     PROTOCOLS_FOLDER,
-    Decoded,
-    FieldError,
     Protocols,
     Spec,
     SpecError,
     parse_spec,
 )
+from custommsg.core.records import Decoded
+from custommsg.core.shapes import FieldError
 from tests.fuzz import fuzz
 
 POINT = "02" + "11" * 32
